@@ -1,0 +1,328 @@
+//! Element-wise arithmetic with NumPy broadcasting, scalar ops, and the element-wise
+//! functions `powf`, `exp`, `log`, `sqrt`.
+//!
+//! A broadcast operand's gradient is summed back to its own shape.
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use ndarray::{ArrayD, Zip};
+
+use super::{broadcast_shape, sum_to};
+use crate::{Float, Var};
+
+impl<'t, T: Float> Var<'t, T> {
+    /// `self + other`, broadcasting. Also available as the `+` operator.
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::{arr1, arr2}};
+    /// let tape = Tape::<f32>::no_grad();
+    /// let a = tape.constant(arr2(&[[1.0, 2.0], [3.0, 4.0]]).into_dyn());
+    /// let b = tape.constant(arr1(&[10.0, 20.0]).into_dyn());
+    /// assert_eq!((a + b).value().as_slice().unwrap(), &[11.0, 22.0, 13.0, 24.0]);
+    /// ```
+    pub fn add(self, other: Var<'t, T>) -> Var<'t, T> {
+        let (a, b) = (self.value(), other.value());
+        broadcast_shape("add", a.shape(), b.shape());
+        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+        let value = &*a + &*b;
+        self.tape.push_op("add", &[self, other], value, move |g, _, needs| {
+            vec![needs[0].then(|| sum_to(g, &sa)), needs[1].then(|| sum_to(g, &sb))]
+        })
+    }
+
+    /// `self - other`, broadcasting. Also the `-` operator.
+    pub fn sub(self, other: Var<'t, T>) -> Var<'t, T> {
+        let (a, b) = (self.value(), other.value());
+        broadcast_shape("sub", a.shape(), b.shape());
+        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+        let value = &*a - &*b;
+        self.tape.push_op("sub", &[self, other], value, move |g, _, needs| {
+            vec![needs[0].then(|| sum_to(g, &sa)), needs[1].then(|| -sum_to(g, &sb))]
+        })
+    }
+
+    /// `self * other` element-wise, broadcasting. Also the `*` operator.
+    pub fn mul(self, other: Var<'t, T>) -> Var<'t, T> {
+        let (a, b) = (self.value(), other.value());
+        broadcast_shape("mul", a.shape(), b.shape());
+        let value = &*a * &*b;
+        self.tape.push_op("mul", &[self, other], value, move |g, _, needs| {
+            vec![
+                needs[0].then(|| sum_to(&(g * &*b), a.shape())),
+                needs[1].then(|| sum_to(&(g * &*a), b.shape())),
+            ]
+        })
+    }
+
+    /// `self / other` element-wise, broadcasting. Also the `/` operator.
+    pub fn div(self, other: Var<'t, T>) -> Var<'t, T> {
+        let (a, b) = (self.value(), other.value());
+        broadcast_shape("div", a.shape(), b.shape());
+        let value = &*a / &*b;
+        self.tape.push_op("div", &[self, other], value, move |g, out, needs| {
+            // d(a/b)/db = -a/b^2 = -out/b
+            vec![
+                needs[0].then(|| sum_to(&(g / &*b), a.shape())),
+                needs[1].then(|| sum_to(&(-(g * out) / &*b), b.shape())),
+            ]
+        })
+    }
+
+    /// `-self`. Also the unary `-` operator.
+    pub fn neg(self) -> Var<'t, T> {
+        let value = self.value().mapv(|v| -v);
+        self.tape.push_op("neg", &[self], value, |g, _, _| vec![Some(g.mapv(|v| -v))])
+    }
+
+    /// `self + s` for a scalar `s`.
+    pub fn add_scalar(self, s: T) -> Var<'t, T> {
+        let value = &*self.value() + s;
+        self.tape.push_op("add_scalar", &[self], value, |g, _, _| vec![Some(g.clone())])
+    }
+
+    /// `self * s` for a scalar `s`.
+    pub fn mul_scalar(self, s: T) -> Var<'t, T> {
+        let value = &*self.value() * s;
+        self.tape.push_op("mul_scalar", &[self], value, move |g, _, _| vec![Some(g * s)])
+    }
+
+    /// `s - self` for a scalar `s`.
+    pub fn rsub_scalar(self, s: T) -> Var<'t, T> {
+        self.neg().add_scalar(s)
+    }
+
+    /// `s / self` for a scalar `s`.
+    pub fn rdiv_scalar(self, s: T) -> Var<'t, T> {
+        self.powf(-T::one()).mul_scalar(s)
+    }
+
+    /// `self` raised to the power `p`, element-wise.
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::arr1};
+    /// let tape = Tape::<f64>::no_grad();
+    /// let x = tape.constant(arr1(&[4.0, 9.0]).into_dyn());
+    /// assert_eq!(x.powf(0.5).value().as_slice().unwrap(), &[2.0, 3.0]);
+    /// ```
+    pub fn powf(self, p: T) -> Var<'t, T> {
+        let x = self.value();
+        let value = x.mapv(|v| v.powf(p));
+        self.tape.push_op("powf", &[self], value, move |g, _, _| {
+            let mut d = g.clone();
+            Zip::from(&mut d).and(&*x).for_each(|d, &x| *d *= p * x.powf(p - T::one()));
+            vec![Some(d)]
+        })
+    }
+
+    /// `e^self`, element-wise.
+    pub fn exp(self) -> Var<'t, T> {
+        let value = self.value().mapv(T::exp);
+        self.tape.push_op("exp", &[self], value, |g, out, _| vec![Some(g * out)])
+    }
+
+    /// Natural logarithm, element-wise (`log(0) = -inf`, as in PyTorch).
+    pub fn log(self) -> Var<'t, T> {
+        let x = self.value();
+        let value = x.mapv(T::ln);
+        self.tape.push_op("log", &[self], value, move |g, _, _| vec![Some(g / &*x)])
+    }
+
+    /// Square root, element-wise.
+    pub fn sqrt(self) -> Var<'t, T> {
+        let value = self.value().mapv(T::sqrt);
+        self.tape.push_op("sqrt", &[self], value, |g, out, _| {
+            let two = T::one() + T::one();
+            let mut d: ArrayD<T> = g.clone();
+            Zip::from(&mut d).and(out).for_each(|d, &y| *d /= two * y);
+            vec![Some(d)]
+        })
+    }
+
+    /// `self * self`, element-wise.
+    pub fn square(self) -> Var<'t, T> {
+        self.mul(self)
+    }
+}
+
+macro_rules! var_binary_ops {
+    ($($trait:ident $method:ident $scalar:ident;)*) => {$(
+        impl<'t, T: Float> $trait<Var<'t, T>> for Var<'t, T> {
+            type Output = Var<'t, T>;
+            fn $method(self, rhs: Var<'t, T>) -> Var<'t, T> {
+                Var::$method(self, rhs)
+            }
+        }
+        impl<'t, T: Float> $trait<T> for Var<'t, T> {
+            type Output = Var<'t, T>;
+            fn $method(self, rhs: T) -> Var<'t, T> {
+                $scalar(self, rhs)
+            }
+        }
+    )*};
+}
+
+fn add_s<'t, T: Float>(v: Var<'t, T>, s: T) -> Var<'t, T> {
+    v.add_scalar(s)
+}
+fn sub_s<'t, T: Float>(v: Var<'t, T>, s: T) -> Var<'t, T> {
+    v.add_scalar(-s)
+}
+fn mul_s<'t, T: Float>(v: Var<'t, T>, s: T) -> Var<'t, T> {
+    v.mul_scalar(s)
+}
+fn div_s<'t, T: Float>(v: Var<'t, T>, s: T) -> Var<'t, T> {
+    v.mul_scalar(T::one() / s)
+}
+
+var_binary_ops! {
+    Add add add_s;
+    Sub sub sub_s;
+    Mul mul mul_s;
+    Div div div_s;
+}
+
+impl<'t, T: Float> Neg for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn neg(self) -> Var<'t, T> {
+        Var::neg(self)
+    }
+}
+
+macro_rules! scalar_lhs_ops {
+    ($($t:ty),*) => {$(
+        impl<'t> Add<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            fn add(self, rhs: Var<'t, $t>) -> Var<'t, $t> { rhs.add_scalar(self) }
+        }
+        impl<'t> Sub<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            fn sub(self, rhs: Var<'t, $t>) -> Var<'t, $t> { rhs.rsub_scalar(self) }
+        }
+        impl<'t> Mul<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            fn mul(self, rhs: Var<'t, $t>) -> Var<'t, $t> { rhs.mul_scalar(self) }
+        }
+        impl<'t> Div<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            fn div(self, rhs: Var<'t, $t>) -> Var<'t, $t> { rhs.rdiv_scalar(self) }
+        }
+    )*};
+}
+scalar_lhs_ops!(f32, f64);
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{arr1, arr2};
+
+    use crate::ops::test_util::{assert_close, check, eval, sample};
+
+    #[test]
+    fn forward_values_with_broadcasting() {
+        let a = arr2(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).into_dyn();
+        let b = arr1(&[10.0, 20.0, 30.0]).into_dyn();
+        let c = arr2(&[[2.0], [4.0]]).into_dyn();
+        let ins = [a, b, c];
+        assert_close(
+            &eval(|v| v[0] + v[1], &ins),
+            &arr2(&[[11.0, 22.0, 33.0], [14.0, 25.0, 36.0]]).into_dyn(),
+            0.0,
+        );
+        assert_close(
+            &eval(|v| v[0] - v[2], &ins),
+            &arr2(&[[-1.0, 0.0, 1.0], [0.0, 1.0, 2.0]]).into_dyn(),
+            0.0,
+        );
+        assert_close(
+            &eval(|v| v[1] * v[2], &ins),
+            &arr2(&[[20.0, 40.0, 60.0], [40.0, 80.0, 120.0]]).into_dyn(),
+            0.0,
+        );
+        assert_close(
+            &eval(|v| v[0] / v[2], &ins),
+            &arr2(&[[0.5, 1.0, 1.5], [1.0, 1.25, 1.5]]).into_dyn(),
+            0.0,
+        );
+        assert_close(&eval(|v| -v[1], &ins), &arr1(&[-10.0, -20.0, -30.0]).into_dyn(), 0.0);
+        assert_close(
+            &eval(|v| (v[1] + 1.0) * 2.0 - 3.0, &ins),
+            &arr1(&[19.0, 39.0, 59.0]).into_dyn(),
+            0.0,
+        );
+        assert_close(&eval(|v| 1.0 - v[1], &ins), &arr1(&[-9.0, -19.0, -29.0]).into_dyn(), 0.0);
+        assert_close(&eval(|v| 10.0 / v[1], &ins), &arr1(&[1.0, 0.5, 1.0 / 3.0]).into_dyn(), 1e-15);
+        assert_close(&eval(|v| v[1] / 10.0, &ins), &arr1(&[1.0, 2.0, 3.0]).into_dyn(), 1e-15);
+    }
+
+    #[test]
+    fn elementwise_function_values() {
+        let x = arr1(&[1.0, 4.0]).into_dyn();
+        let ins = [x];
+        assert_close(&eval(|v| v[0].sqrt(), &ins), &arr1(&[1.0, 2.0]).into_dyn(), 0.0);
+        assert_close(&eval(|v| v[0].powf(3.0), &ins), &arr1(&[1.0, 64.0]).into_dyn(), 1e-12);
+        assert_close(
+            &eval(|v| v[0].exp(), &ins),
+            &arr1(&[std::f64::consts::E, 4f64.exp()]).into_dyn(),
+            1e-15,
+        );
+        assert_close(&eval(|v| v[0].log(), &ins), &arr1(&[0.0, 4f64.ln()]).into_dyn(), 1e-15);
+        assert_close(&eval(|v| v[0].square(), &ins), &arr1(&[1.0, 16.0]).into_dyn(), 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "add: shapes [2, 3] and [2] cannot be broadcast together")]
+    fn incompatible_shapes_panic_with_both_shapes() {
+        eval(|v| v[0] + v[1], &[sample(&[2, 3], 1), sample(&[2], 2)]);
+    }
+
+    #[test]
+    fn gradcheck_binary_ops_same_shape() {
+        let ins = [sample(&[3, 4], 1), sample(&[3, 4], 2).mapv(|v| v.abs() + 0.5)];
+        check(|v| v[0] + v[1], &ins);
+        check(|v| v[0] - v[1], &ins);
+        check(|v| v[0] * v[1], &ins);
+        check(|v| v[0] / v[1], &ins);
+    }
+
+    #[test]
+    fn gradcheck_binary_ops_broadcast_operands() {
+        // [3,4] with [4], [3,1] and [] (a scalar), in both orders.
+        for shape in [&[4][..], &[3, 1], &[]] {
+            let ins = [sample(&[3, 4], 3), sample(shape, 4).mapv(|v| v.abs() + 0.5)];
+            check(|v| v[0] + v[1], &ins);
+            check(|v| v[1] - v[0], &ins);
+            check(|v| v[0] * v[1], &ins);
+            check(|v| v[0] / v[1], &ins);
+            check(|v| v[1] / v[0].exp(), &ins);
+        }
+        // Both sides broadcast: [3,1] with [1,4].
+        let ins = [sample(&[3, 1], 5), sample(&[1, 4], 6)];
+        check(|v| v[0] * v[1], &ins);
+    }
+
+    #[test]
+    fn gradcheck_unary_and_scalar_ops() {
+        let x = [sample(&[2, 3], 7)];
+        let pos = [sample(&[2, 3], 8).mapv(|v| v.abs() + 0.2)];
+        check(|v| -v[0], &x);
+        check(|v| v[0] + 2.0, &x);
+        check(|v| v[0] - 2.0, &x);
+        check(|v| v[0] * 3.0, &x);
+        check(|v| v[0] / 4.0, &x);
+        check(|v| 2.0 - v[0], &x);
+        check(|v| 3.0 * v[0], &x);
+        check(|v| 2.0 / v[0], &pos);
+        check(|v| v[0].exp(), &x);
+        check(|v| v[0].log(), &pos);
+        check(|v| v[0].sqrt(), &pos);
+        check(|v| v[0].powf(2.5), &pos);
+        check(|v| v[0].powf(3.0), &x);
+        check(|v| v[0].square(), &x);
+    }
+
+    #[test]
+    fn gradcheck_value_used_twice() {
+        // x*x + x/y uses x three times; gradients must accumulate.
+        let ins = [sample(&[3], 9), sample(&[3], 10).mapv(|v| v.abs() + 1.0)];
+        check(|v| v[0] * v[0] + v[0] / v[1], &ins);
+    }
+}

@@ -1,0 +1,353 @@
+//! The tape: one forward pass recorded as a list of nodes, and the reverse sweep over it.
+//!
+//! Nodes are appended in execution order, which is already a topological order, so
+//! backward is a single loop from the loss down to the first node.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use ndarray::ArrayD;
+
+use crate::{Float, ParamId, ParamStore};
+
+/// The id of a value recorded on a tape (valid for that tape only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) usize);
+
+/// A backward rule: given the gradient of the output, the output's value and which parents
+/// need a gradient, returns one gradient (shaped like that parent) per parent.
+pub(crate) type BackwardFn<T> =
+    Box<dyn Fn(&ArrayD<T>, &ArrayD<T>, &[bool]) -> Vec<Option<ArrayD<T>>>>;
+
+enum Origin {
+    Constant,
+    Input,
+    Param(ParamId),
+    Op,
+}
+
+struct Node<T: Float> {
+    op: &'static str,
+    value: Arc<ArrayD<T>>,
+    origin: Origin,
+    parents: Vec<NodeId>,
+    requires_grad: bool,
+    backward: Option<BackwardFn<T>>,
+}
+
+/// A record of one forward pass.
+///
+/// A recording tape exists only inside [`value_and_grad`], which runs `backward` exactly once
+/// when the closure returns: there is no `zero_grad` to forget and no way to run backward twice.
+/// [`Tape::no_grad`] makes a tape for evaluation that records no backward rules.
+pub struct Tape<T: Float = f32> {
+    nodes: RefCell<Vec<Node<T>>>,
+    recording: bool,
+}
+
+impl<T: Float> fmt::Debug for Tape<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tape")
+            .field("nodes", &self.nodes.borrow().len())
+            .field("recording", &self.recording)
+            .finish()
+    }
+}
+
+/// A value on a tape: a cheap copyable handle used to build expressions.
+///
+/// ```
+/// use gradus_autograd::{Tape, ndarray::arr1};
+/// let tape = Tape::<f64>::no_grad();
+/// let x = tape.constant(arr1(&[1.0, 2.0]).into_dyn());
+/// let y = (x * x + 1.0).sum();
+/// assert_eq!(y.item(), 7.0);
+/// ```
+pub struct Var<'t, T: Float = f32> {
+    pub(crate) tape: &'t Tape<T>,
+    pub(crate) id: NodeId,
+}
+
+impl<T: Float> Clone for Var<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: Float> Copy for Var<'_, T> {}
+
+impl<T: Float> fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Var({:?}, {} {:?})", self.id, self.op_name(), self.shape())
+    }
+}
+
+impl<T: Float> Tape<T> {
+    fn new(recording: bool) -> Self {
+        Self { nodes: RefCell::new(Vec::new()), recording }
+    }
+
+    /// A tape that records values but no backward rules: the evaluation path.
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::arr2};
+    /// let tape = Tape::<f32>::no_grad();
+    /// let x = tape.constant(arr2(&[[1.0, -2.0]]).into_dyn());
+    /// assert_eq!(x.relu().value().as_slice().unwrap(), &[1.0, 0.0]);
+    /// ```
+    pub fn no_grad() -> Self {
+        Self::new(false)
+    }
+
+    /// True inside [`value_and_grad`].
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Number of values recorded so far.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// True when nothing is recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn leaf(&self, op: &'static str, value: Arc<ArrayD<T>>, origin: Origin) -> Var<'_, T> {
+        let requires_grad = self.recording && !matches!(origin, Origin::Constant);
+        let mut nodes = self.nodes.borrow_mut();
+        let id = NodeId(nodes.len());
+        nodes.push(Node { op, value, origin, parents: Vec::new(), requires_grad, backward: None });
+        Var { tape: self, id }
+    }
+
+    /// A value that needs no gradient (a batch of inputs, labels as floats, a mask).
+    pub fn constant(&self, value: ArrayD<T>) -> Var<'_, T> {
+        self.leaf("constant", Arc::new(value), Origin::Constant)
+    }
+
+    /// A value whose gradient the caller wants back: [`Gradients::input`] with [`Var::id`].
+    pub fn input(&self, value: ArrayD<T>) -> Var<'_, T> {
+        self.leaf("input", Arc::new(value), Origin::Input)
+    }
+
+    /// A parameter from the store, shared without copying; its gradient is keyed by `id`.
+    pub fn param(&self, params: &ParamStore<T>, id: ParamId) -> Var<'_, T> {
+        self.leaf("param", params.shared(id), Origin::Param(id))
+    }
+
+    /// Records the result of an op. The rule is kept only if some parent needs a gradient.
+    pub(crate) fn push_op<F>(
+        &self,
+        op: &'static str,
+        parents: &[Var<'_, T>],
+        value: ArrayD<T>,
+        backward: F,
+    ) -> Var<'_, T>
+    where
+        F: Fn(&ArrayD<T>, &ArrayD<T>, &[bool]) -> Vec<Option<ArrayD<T>>> + 'static,
+    {
+        let mut nodes = self.nodes.borrow_mut();
+        for p in parents {
+            assert!(
+                std::ptr::eq(p.tape, self),
+                "{op}: an operand was recorded on a different tape"
+            );
+        }
+        let requires_grad = self.recording && parents.iter().any(|p| nodes[p.id.0].requires_grad);
+        let id = NodeId(nodes.len());
+        nodes.push(Node {
+            op,
+            value: Arc::new(value),
+            origin: Origin::Op,
+            parents: if requires_grad { parents.iter().map(|p| p.id).collect() } else { Vec::new() },
+            requires_grad,
+            backward: if requires_grad { Some(Box::new(backward)) } else { None },
+        });
+        Var { tape: self, id }
+    }
+
+    pub(crate) fn value_of(&self, id: NodeId) -> Arc<ArrayD<T>> {
+        Arc::clone(&self.nodes.borrow()[id.0].value)
+    }
+
+    /// The reverse sweep: consumes the records, freeing each node once it is processed.
+    fn backward(self, loss: NodeId) -> Gradients<T> {
+        let mut nodes = self.nodes.into_inner();
+        nodes.truncate(loss.0 + 1);
+        let loss_value = &nodes[loss.0].value;
+        assert!(
+            loss_value.len() == 1,
+            "backward: the loss must hold a single element, got shape {:?}",
+            loss_value.shape()
+        );
+        let mut out = Gradients { params: Vec::new(), inputs: HashMap::new() };
+        if !nodes[loss.0].requires_grad {
+            return out;
+        }
+        let requires: Vec<bool> = nodes.iter().map(|n| n.requires_grad).collect();
+        let mut grads: Vec<Option<ArrayD<T>>> = (0..nodes.len()).map(|_| None).collect();
+        grads[loss.0] = Some(ArrayD::from_elem(loss_value.raw_dim(), T::one()));
+        while let Some(node) = nodes.pop() {
+            let i = nodes.len();
+            let Some(g) = grads[i].take() else { continue };
+            match node.origin {
+                Origin::Constant => {}
+                Origin::Input => {
+                    out.inputs.insert(NodeId(i), g);
+                }
+                Origin::Param(pid) => {
+                    if out.params.len() <= pid.0 {
+                        out.params.resize_with(pid.0 + 1, || None);
+                    }
+                    accumulate(&mut out.params[pid.0], g, "param");
+                }
+                Origin::Op => {
+                    let rule = node.backward.as_ref().expect("op that requires grad has a rule");
+                    let needs: Vec<bool> = node.parents.iter().map(|p| requires[p.0]).collect();
+                    let parent_grads = rule(&g, &node.value, &needs);
+                    debug_assert_eq!(parent_grads.len(), node.parents.len(), "{}", node.op);
+                    for (p, pg) in node.parents.iter().zip(parent_grads) {
+                        if let (Some(pg), true) = (pg, requires[p.0]) {
+                            let expected = nodes[p.0].value.shape();
+                            assert!(
+                                pg.shape() == expected,
+                                "{}: backward produced a gradient of shape {:?} for an operand of shape {:?}",
+                                node.op,
+                                pg.shape(),
+                                expected
+                            );
+                            accumulate(&mut grads[p.0], pg, node.op);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn accumulate<T: Float>(slot: &mut Option<ArrayD<T>>, g: ArrayD<T>, op: &str) {
+    match slot {
+        None => *slot = Some(g),
+        Some(acc) => {
+            assert_eq!(acc.shape(), g.shape(), "{op}: accumulated gradients differ in shape");
+            *acc += &g;
+        }
+    }
+}
+
+/// Records `f` on a fresh tape, runs backward from the scalar it returns, and gives back the
+/// loss value and the gradients. Vars cannot escape the closure, so the tape is consumed
+/// exactly once.
+///
+/// ```
+/// use gradus_autograd::{value_and_grad, ParamStore, ndarray::arr1};
+///
+/// let mut params = ParamStore::<f64>::new();
+/// let w = params.insert("w", arr1(&[1.0, 2.0]).into_dyn()).unwrap();
+/// let (loss, grads) = value_and_grad(|tape| {
+///     let w = tape.param(&params, w);
+///     (w * w).sum() // d/dw sum(w^2) = 2w
+/// });
+/// assert_eq!(loss, 5.0);
+/// assert_eq!(grads.get(w).unwrap().as_slice().unwrap(), &[2.0, 4.0]);
+/// ```
+pub fn value_and_grad<T, F>(f: F) -> (T, Gradients<T>)
+where
+    T: Float,
+    F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
+{
+    let tape = Tape::new(true);
+    let loss = f(&tape).id;
+    let value = tape.value_of(loss).iter().next().copied().expect("loss has one element");
+    (value, tape.backward(loss))
+}
+
+/// The gradients of one backward pass, keyed by parameter (and by the inputs that asked).
+#[derive(Clone, Debug, Default)]
+pub struct Gradients<T: Float = f32> {
+    params: Vec<Option<ArrayD<T>>>,
+    inputs: HashMap<NodeId, ArrayD<T>>,
+}
+
+impl<T: Float> Gradients<T> {
+    /// The gradient of a parameter, or `None` if the loss did not depend on it.
+    pub fn get(&self, id: ParamId) -> Option<&ArrayD<T>> {
+        self.params.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// Mutable access, for clipping and the like.
+    pub fn get_mut(&mut self, id: ParamId) -> Option<&mut ArrayD<T>> {
+        self.params.get_mut(id.0).and_then(Option::as_mut)
+    }
+
+    /// Sets or replaces a parameter's gradient.
+    pub fn insert(&mut self, id: ParamId, grad: ArrayD<T>) {
+        if self.params.len() <= id.0 {
+            self.params.resize_with(id.0 + 1, || None);
+        }
+        self.params[id.0] = Some(grad);
+    }
+
+    /// The gradient of a value made with [`Tape::input`].
+    pub fn input(&self, id: NodeId) -> Option<&ArrayD<T>> {
+        self.inputs.get(&id)
+    }
+
+    /// `(id, gradient)` for every parameter that received one.
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &ArrayD<T>)> {
+        self.params.iter().enumerate().filter_map(|(i, g)| g.as_ref().map(|g| (ParamId(i), g)))
+    }
+
+    /// Mutable `(id, gradient)` pairs.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut ArrayD<T>)> {
+        self.params.iter_mut().enumerate().filter_map(|(i, g)| g.as_mut().map(|g| (ParamId(i), g)))
+    }
+
+    /// Number of parameters with a gradient.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// True when no parameter received a gradient.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The value's id on its tape.
+    pub fn id(self) -> NodeId {
+        self.id
+    }
+
+    /// The tape this value is recorded on.
+    pub fn tape(self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The computed value (shared, not copied).
+    pub fn value(self) -> Arc<ArrayD<T>> {
+        self.tape.value_of(self.id)
+    }
+
+    /// The value's shape.
+    pub fn shape(self) -> Vec<usize> {
+        self.tape.nodes.borrow()[self.id.0].value.shape().to_vec()
+    }
+
+    /// The single element of a one-element value (a loss).
+    pub fn item(self) -> T {
+        let v = self.value();
+        assert!(v.len() == 1, "item: value of shape {:?} is not a single element", v.shape());
+        *v.iter().next().expect("one element")
+    }
+
+    /// The name of the op that produced this value.
+    pub fn op_name(self) -> &'static str {
+        self.tape.nodes.borrow()[self.id.0].op
+    }
+}
