@@ -5,7 +5,7 @@
 
 use ndarray::{ArrayD, Dimension, IxDyn};
 
-use crate::{Tape, Var, value_and_grad};
+use crate::{ParamStore, Tape, Var, value_and_grad};
 
 /// Tolerances for [`gradcheck_with`]; the defaults are `torch.autograd.gradcheck`'s.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,12 +27,14 @@ impl Default for GradcheckOptions {
 /// The worst disagreement between backward and finite differences.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error(
-    "gradcheck failed for input {input}, element {index:?}: analytic {analytic} vs numeric {numeric} \
+    "gradcheck failed for {name}, element {index:?}: analytic {analytic} vs numeric {numeric} \
      (atol {atol}, rtol {rtol})"
 )]
 pub struct GradcheckError {
-    /// Which input (position in the slice).
+    /// Which input (position in the slice, or the parameter's index in its store).
     pub input: usize,
+    /// `input N` or `parameter NAME`.
+    pub name: String,
     /// The worst element's index.
     pub index: Vec<usize>,
     /// The gradient from backward.
@@ -87,45 +89,82 @@ where
         reduce(f(&vars), &weights)
     });
 
-    let eval = |perturbed: &[ArrayD<f64>]| -> f64 {
+    let eval = |perturbed: &Vec<ArrayD<f64>>| -> f64 {
         let tape = Tape::no_grad();
         let vars: Vec<_> = perturbed.iter().map(|a| tape.constant(a.clone())).collect();
         reduce(f(&vars), &weights).item()
     };
-
     let mut work: Vec<ArrayD<f64>> = inputs.to_vec();
-    for (i, input) in inputs.iter().enumerate() {
-        let zeros = ArrayD::zeros(input.raw_dim());
-        let analytic = grads.input(ids[i]).unwrap_or(&zeros);
-        let mut worst: Option<(f64, GradcheckError)> = None;
-        for (index, &x) in input.indexed_iter() {
-            work[i][&index] = x + opts.eps;
-            let plus = eval(&work);
-            work[i][&index] = x - opts.eps;
-            let minus = eval(&work);
-            work[i][&index] = x;
-            let numeric = (plus - minus) / (2.0 * opts.eps);
-            let a = analytic[&index];
-            let excess = (a - numeric).abs() - (opts.atol + opts.rtol * numeric.abs());
-            if (excess > 0.0 || a.is_nan() != numeric.is_nan())
-                && worst.as_ref().is_none_or(|(e, _)| excess > *e)
-            {
-                let error = GradcheckError {
-                    input: i,
-                    index: index.slice().to_vec(),
-                    analytic: a,
-                    numeric,
-                    atol: opts.atol,
-                    rtol: opts.rtol,
-                };
-                worst = Some((excess, error));
-            }
-        }
-        if let Some((_, e)) = worst {
-            return Err(e);
-        }
+    for i in 0..inputs.len() {
+        let analytic = grads.input(ids[i]).cloned();
+        compare(i, format!("input {i}"), analytic, opts, &mut work, |w| &mut w[i], &eval)?;
     }
     Ok(())
+}
+
+/// [`gradcheck`] for the parameters of a store: `f` builds a scalar loss from `params`
+/// (typically a model's forward pass and a loss), and every parameter's gradient is checked.
+///
+/// ```
+/// use gradus_autograd::{gradcheck_params, ParamStore, ndarray::arr1};
+/// let mut params = ParamStore::<f64>::new();
+/// let w = params.insert("w", arr1(&[0.3, -0.7]).into_dyn()).unwrap();
+/// gradcheck_params(&params, |tape, p| tape.param(p, w).sigmoid().sum()).unwrap();
+/// ```
+pub fn gradcheck_params<F>(params: &ParamStore<f64>, f: F) -> Result<(), GradcheckError>
+where
+    F: for<'t> Fn(&'t Tape<f64>, &ParamStore<f64>) -> Var<'t, f64>,
+{
+    let opts = GradcheckOptions::default();
+    let (_, grads) = value_and_grad(|tape| f(tape, params));
+    let eval = |p: &ParamStore<f64>| f(&Tape::no_grad(), p).item();
+    let mut work = params.clone();
+    for (id, name, _) in params.iter() {
+        let analytic = grads.get(id).cloned();
+        let name = format!("parameter {name}");
+        compare(id.index(), name, analytic, opts, &mut work, |w| w.get_mut(id), eval)?;
+    }
+    Ok(())
+}
+
+/// Compares one input's analytic gradient with central differences, perturbing the array
+/// that `slot` picks out of `work` element by element.
+fn compare<W>(
+    input: usize,
+    name: String,
+    analytic: Option<ArrayD<f64>>,
+    opts: GradcheckOptions,
+    work: &mut W,
+    slot: impl Fn(&mut W) -> &mut ArrayD<f64>,
+    eval: impl Fn(&W) -> f64,
+) -> Result<(), GradcheckError> {
+    let analytic = analytic.unwrap_or_else(|| ArrayD::zeros(slot(work).raw_dim()));
+    let mut worst: Option<(f64, GradcheckError)> = None;
+    for (index, &a) in analytic.indexed_iter() {
+        let x = slot(work)[&index];
+        slot(work)[&index] = x + opts.eps;
+        let plus = eval(work);
+        slot(work)[&index] = x - opts.eps;
+        let minus = eval(work);
+        slot(work)[&index] = x;
+        let numeric = (plus - minus) / (2.0 * opts.eps);
+        let excess = (a - numeric).abs() - (opts.atol + opts.rtol * numeric.abs());
+        if (excess > 0.0 || a.is_nan() != numeric.is_nan())
+            && worst.as_ref().is_none_or(|(e, _)| excess > *e)
+        {
+            let error = GradcheckError {
+                input,
+                name: name.clone(),
+                index: index.slice().to_vec(),
+                analytic: a,
+                numeric,
+                atol: opts.atol,
+                rtol: opts.rtol,
+            };
+            worst = Some((excess, error));
+        }
+    }
+    worst.map_or(Ok(()), |(_, e)| Err(e))
 }
 
 /// `sum(out * weights)`, or `out` itself when it is already a scalar.
