@@ -20,7 +20,11 @@ pub struct GradcheckOptions {
 
 impl Default for GradcheckOptions {
     fn default() -> Self {
-        Self { eps: 1e-6, atol: 1e-5, rtol: 1e-3 }
+        Self {
+            eps: 1e-6,
+            atol: 1e-5,
+            rtol: 1e-3,
+        }
     }
 }
 
@@ -97,7 +101,15 @@ where
     let mut work: Vec<ArrayD<f64>> = inputs.to_vec();
     for i in 0..inputs.len() {
         let analytic = grads.input(ids[i]).cloned();
-        compare(i, format!("input {i}"), analytic, opts, &mut work, |w| &mut w[i], &eval)?;
+        compare(
+            i,
+            format!("input {i}"),
+            analytic,
+            opts,
+            &mut work,
+            |w| &mut w[i],
+            eval,
+        )?;
     }
     Ok(())
 }
@@ -122,7 +134,15 @@ where
     for (id, name, _) in params.iter() {
         let analytic = grads.get(id).cloned();
         let name = format!("parameter {name}");
-        compare(id.index(), name, analytic, opts, &mut work, |w| w.get_mut(id), eval)?;
+        compare(
+            id.index(),
+            name,
+            analytic,
+            opts,
+            &mut work,
+            |w| w.get_mut(id),
+            eval,
+        )?;
     }
     Ok(())
 }
@@ -185,7 +205,11 @@ fn reduction_weights(shape: &[usize]) -> ArrayD<f64> {
         s ^= s >> 7;
         s ^= s << 17;
         let u = (s >> 11) as f64 / (1u64 << 53) as f64;
-        if u < 0.5 { -0.5 - 2.0 * u } else { 2.0 * u - 0.5 }
+        if u < 0.5 {
+            -0.5 - 2.0 * u
+        } else {
+            2.0 * u - 0.5
+        }
     })
 }
 
@@ -212,6 +236,10 @@ mod tests {
 
     #[test]
     fn passes_when_an_input_is_unused() {
-        gradcheck(|v| v[0].exp().sum(), &[arr1(&[1.0]).into_dyn(), arr1(&[2.0]).into_dyn()]).unwrap();
+        gradcheck(
+            |v| v[0].exp().sum(),
+            &[arr1(&[1.0]).into_dyn(), arr1(&[2.0]).into_dyn()],
+        )
+        .unwrap();
     }
 }

@@ -42,7 +42,9 @@ mod params;
 mod tape;
 
 pub use float::Float;
-pub use gradcheck::{GradcheckError, GradcheckOptions, gradcheck, gradcheck_params, gradcheck_with};
+pub use gradcheck::{
+    GradcheckError, GradcheckOptions, gradcheck, gradcheck_params, gradcheck_with,
+};
 pub use ops::loss::count_correct;
 pub use params::{DuplicateName, ImportError, NamedArrays, ParamId, ParamStore};
 pub use tape::{Gradients, NodeId, Tape, Var, value_and_grad};

@@ -53,7 +53,10 @@ impl fmt::Display for ImportError {
             write!(f, "\n  unexpected: {name}")?;
         }
         for (name, expected, found) in &self.mismatched {
-            write!(f, "\n  shape of {name}: expected {expected:?}, found {found:?}")?;
+            write!(
+                f,
+                "\n  shape of {name}: expected {expected:?}, found {found:?}"
+            )?;
         }
         Ok(())
     }
@@ -97,7 +100,11 @@ impl<T: Float> fmt::Debug for ParamStore<T> {
 impl<T: Float> ParamStore<T> {
     /// An empty store.
     pub fn new() -> Self {
-        Self { names: Vec::new(), values: Vec::new(), index: HashMap::new() }
+        Self {
+            names: Vec::new(),
+            values: Vec::new(),
+            index: HashMap::new(),
+        }
     }
 
     /// Adds a parameter; names must be unique.
@@ -174,7 +181,9 @@ impl<T: Float> ParamStore<T> {
 
     /// Copies every parameter into a plain named map.
     pub fn export(&self) -> NamedArrays<T> {
-        self.iter().map(|(_, n, v)| (n.to_owned(), v.clone())).collect()
+        self.iter()
+            .map(|(_, n, v)| (n.to_owned(), v.clone()))
+            .collect()
     }
 
     /// Replaces every parameter with the array of the same name. Nothing is changed unless
@@ -204,8 +213,11 @@ impl<T: Float> ParamStore<T> {
                 Some(_) => {}
             }
         }
-        err.unexpected =
-            map.keys().filter(|k| !self.index.contains_key(*k)).cloned().collect();
+        err.unexpected = map
+            .keys()
+            .filter(|k| !self.index.contains_key(*k))
+            .cloned()
+            .collect();
         if !err.is_empty() {
             return Err(err);
         }

@@ -79,13 +79,22 @@ impl<T: Float> Copy for Var<'_, T> {}
 
 impl<T: Float> fmt::Debug for Var<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Var({:?}, {} {:?})", self.id, self.op_name(), self.shape())
+        write!(
+            f,
+            "Var({:?}, {} {:?})",
+            self.id,
+            self.op_name(),
+            self.shape()
+        )
     }
 }
 
 impl<T: Float> Tape<T> {
     fn new(recording: bool) -> Self {
-        Self { nodes: RefCell::new(Vec::new()), recording }
+        Self {
+            nodes: RefCell::new(Vec::new()),
+            recording,
+        }
     }
 
     /// A tape that records values but no backward rules: the evaluation path.
@@ -119,7 +128,14 @@ impl<T: Float> Tape<T> {
         let requires_grad = self.recording && !matches!(origin, Origin::Constant);
         let mut nodes = self.nodes.borrow_mut();
         let id = NodeId(nodes.len());
-        nodes.push(Node { op, value, origin, parents: Vec::new(), requires_grad, backward: None });
+        nodes.push(Node {
+            op,
+            value,
+            origin,
+            parents: Vec::new(),
+            requires_grad,
+            backward: None,
+        });
         Var { tape: self, id }
     }
 
@@ -162,9 +178,17 @@ impl<T: Float> Tape<T> {
             op,
             value: Arc::new(value),
             origin: Origin::Op,
-            parents: if requires_grad { parents.iter().map(|p| p.id).collect() } else { Vec::new() },
+            parents: if requires_grad {
+                parents.iter().map(|p| p.id).collect()
+            } else {
+                Vec::new()
+            },
             requires_grad,
-            backward: if requires_grad { Some(Box::new(backward)) } else { None },
+            backward: if requires_grad {
+                Some(Box::new(backward))
+            } else {
+                None
+            },
         });
         Var { tape: self, id }
     }
@@ -183,7 +207,10 @@ impl<T: Float> Tape<T> {
             "backward: the loss must hold a single element, got shape {:?}",
             loss_value.shape()
         );
-        let mut out = Gradients { params: Vec::new(), inputs: HashMap::new() };
+        let mut out = Gradients {
+            params: Vec::new(),
+            inputs: HashMap::new(),
+        };
         if !nodes[loss.0].requires_grad {
             return out;
         }
@@ -205,7 +232,10 @@ impl<T: Float> Tape<T> {
                     accumulate(&mut out.params[pid.0], g, "param");
                 }
                 Origin::Op => {
-                    let rule = node.backward.as_ref().expect("op that requires grad has a rule");
+                    let rule = node
+                        .backward
+                        .as_ref()
+                        .expect("op that requires grad has a rule");
                     let needs: Vec<bool> = node.parents.iter().map(|p| requires[p.0]).collect();
                     let parent_grads = rule(&g, &node.value, &needs);
                     debug_assert_eq!(parent_grads.len(), node.parents.len(), "{}", node.op);
@@ -233,7 +263,11 @@ fn accumulate<T: Float>(slot: &mut Option<ArrayD<T>>, g: ArrayD<T>, op: &str) {
     match slot {
         None => *slot = Some(g),
         Some(acc) => {
-            assert_eq!(acc.shape(), g.shape(), "{op}: accumulated gradients differ in shape");
+            assert_eq!(
+                acc.shape(),
+                g.shape(),
+                "{op}: accumulated gradients differ in shape"
+            );
             *acc += &g;
         }
     }
@@ -262,7 +296,12 @@ where
 {
     let tape = Tape::new(true);
     let loss = f(&tape).id;
-    let value = tape.value_of(loss).iter().next().copied().expect("loss has one element");
+    let value = tape
+        .value_of(loss)
+        .iter()
+        .next()
+        .copied()
+        .expect("loss has one element");
     (value, tape.backward(loss))
 }
 
@@ -299,12 +338,18 @@ impl<T: Float> Gradients<T> {
 
     /// `(id, gradient)` for every parameter that received one.
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &ArrayD<T>)> {
-        self.params.iter().enumerate().filter_map(|(i, g)| g.as_ref().map(|g| (ParamId(i), g)))
+        self.params
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_ref().map(|g| (ParamId(i), g)))
     }
 
     /// Mutable `(id, gradient)` pairs.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut ArrayD<T>)> {
-        self.params.iter_mut().enumerate().filter_map(|(i, g)| g.as_mut().map(|g| (ParamId(i), g)))
+        self.params
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_mut().map(|g| (ParamId(i), g)))
     }
 
     /// Number of parameters with a gradient.
@@ -342,7 +387,11 @@ impl<'t, T: Float> Var<'t, T> {
     /// The single element of a one-element value (a loss).
     pub fn item(self) -> T {
         let v = self.value();
-        assert!(v.len() == 1, "item: value of shape {:?} is not a single element", v.shape());
+        assert!(
+            v.len() == 1,
+            "item: value of shape {:?} is not a single element",
+            v.shape()
+        );
         *v.iter().next().expect("one element")
     }
 

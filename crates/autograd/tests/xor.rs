@@ -14,10 +14,15 @@ fn init() -> (ParamStore<f64>, [ParamId; 4]) {
     let mut p = ParamStore::new();
     // Fixed, asymmetric start so the test is deterministic.
     let w1 = p
-        .insert("0.weight", arr2(&[[0.5, -0.4], [-0.3, 0.8], [0.7, 0.6], [-0.9, 0.2]]).into_dyn())
+        .insert(
+            "0.weight",
+            arr2(&[[0.5, -0.4], [-0.3, 0.8], [0.7, 0.6], [-0.9, 0.2]]).into_dyn(),
+        )
         .unwrap();
     let b1 = p.insert("0.bias", ArrayD::from_elem(vec![4], 0.1)).unwrap();
-    let w2 = p.insert("2.weight", arr2(&[[0.3, -0.6, 0.5, 0.4]]).into_dyn()).unwrap();
+    let w2 = p
+        .insert("2.weight", arr2(&[[0.3, -0.6, 0.5, 0.4]]).into_dyn())
+        .unwrap();
     let b2 = p.insert("2.bias", ArrayD::zeros(vec![1])).unwrap();
     (p, [w1, b1, w2, b2])
 }
@@ -40,7 +45,10 @@ fn two_layer_network_learns_xor_with_plain_gradient_descent() {
         first.get_or_insert(loss);
         last = loss;
         for id in [w1, b1, w2, b2] {
-            let g = grads.get(id).expect("every parameter gets a gradient").clone();
+            let g = grads
+                .get(id)
+                .expect("every parameter gets a gradient")
+                .clone();
             params.get_mut(id).scaled_add(-0.5, &g);
         }
     }
@@ -52,7 +60,9 @@ fn two_layer_network_learns_xor_with_plain_gradient_descent() {
         .constant(x)
         .linear(tape.param(&params, w1), Some(tape.param(&params, b1)))
         .tanh();
-    let out = h.linear(tape.param(&params, w2), Some(tape.param(&params, b2))).value();
+    let out = h
+        .linear(tape.param(&params, w2), Some(tape.param(&params, b2)))
+        .value();
     let signs: Vec<bool> = out.iter().map(|&v| v > 0.0).collect();
     assert_eq!(signs, vec![false, true, true, false]);
 }
@@ -65,8 +75,11 @@ fn threads_record_their_own_tapes_over_shared_parameters() {
         value_and_grad(|tape| {
             let xs = tape.constant(x.clone()).slice_axis(0, rows.clone());
             let ys = tape.constant(y.clone()).slice_axis(0, rows.clone());
-            let h = xs.linear(tape.param(&params, w1), Some(tape.param(&params, b1))).tanh();
-            h.linear(tape.param(&params, w2), Some(tape.param(&params, b2))).mse_loss(ys)
+            let h = xs
+                .linear(tape.param(&params, w1), Some(tape.param(&params, b1)))
+                .tanh();
+            h.linear(tape.param(&params, w2), Some(tape.param(&params, b2)))
+                .mse_loss(ys)
         })
     };
     let (whole, whole_grads) = run(0..4);

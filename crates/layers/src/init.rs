@@ -66,9 +66,15 @@ pub enum Init {
     /// Glorot: N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)).
     XavierNormal { gain: f64 },
     /// He: U(-b, b), b = gain * sqrt(3 / fan).
-    KaimingUniform { mode: FanMode, nonlinearity: Nonlinearity },
+    KaimingUniform {
+        mode: FanMode,
+        nonlinearity: Nonlinearity,
+    },
     /// He: N(0, std^2), std = gain / sqrt(fan).
-    KaimingNormal { mode: FanMode, nonlinearity: Nonlinearity },
+    KaimingNormal {
+        mode: FanMode,
+        nonlinearity: Nonlinearity,
+    },
 }
 
 impl Init {
@@ -85,7 +91,8 @@ impl Init {
     pub fn array<T: Float>(&self, shape: &[usize], rng: &mut dyn RngCore) -> ArrayD<T> {
         let (fan_in, fan_out) = fans(shape);
         let uniform = |b: f64, rng: &mut dyn RngCore| sample(shape, rng, Uniform::new(-b, b).ok());
-        let normal = |std: f64, rng: &mut dyn RngCore| sample(shape, rng, Normal::new(0.0, std).ok());
+        let normal =
+            |std: f64, rng: &mut dyn RngCore| sample(shape, rng, Normal::new(0.0, std).ok());
         let fan = |mode| if mode == FanMode::FanIn { fan_in } else { fan_out } as f64;
         match *self {
             Init::Zeros => ArrayD::zeros(IxDyn(shape)),
@@ -95,7 +102,9 @@ impl Init {
             Init::XavierUniform { gain } => {
                 uniform(gain * (6.0 / (fan_in + fan_out) as f64).sqrt(), rng)
             }
-            Init::XavierNormal { gain } => normal(gain * (2.0 / (fan_in + fan_out) as f64).sqrt(), rng),
+            Init::XavierNormal { gain } => {
+                normal(gain * (2.0 / (fan_in + fan_out) as f64).sqrt(), rng)
+            }
             Init::KaimingUniform { mode, nonlinearity } => {
                 uniform(nonlinearity.gain() * (3.0 / fan(mode)).sqrt(), rng)
             }
@@ -122,7 +131,8 @@ fn sample<T: Float, D: Distribution<f64>>(
     rng: &mut dyn RngCore,
     dist: Option<D>,
 ) -> ArrayD<T> {
-    let dist = dist.unwrap_or_else(|| panic!("init: invalid distribution parameters for shape {shape:?}"));
+    let dist =
+        dist.unwrap_or_else(|| panic!("init: invalid distribution parameters for shape {shape:?}"));
     ArrayD::from_shape_simple_fn(IxDyn(shape), || T::of(dist.sample(rng)))
 }
 
@@ -146,24 +156,72 @@ mod tests {
         let check = |init: Init, mean: f64, var: f64, rng: &mut ChaCha8Rng| {
             let a = init.array::<f64>(&shape, rng);
             let (m, v) = stats(&a);
-            assert!((m - mean).abs() < 0.01 * var.sqrt() + 1e-12, "{init:?}: mean {m}");
-            assert!((v - var).abs() < 0.02 * var + 1e-12, "{init:?}: var {v} vs {var}");
+            assert!(
+                (m - mean).abs() < 0.01 * var.sqrt() + 1e-12,
+                "{init:?}: mean {m}"
+            );
+            assert!(
+                (v - var).abs() < 0.02 * var + 1e-12,
+                "{init:?}: var {v} vs {var}"
+            );
         };
         let (fi, fo) = (600.0, 400.0);
-        check(Init::Uniform { low: -1.0, high: 3.0 }, 1.0, 16.0 / 12.0, &mut rng);
-        check(Init::Normal { mean: 0.5, std: 2.0 }, 0.5, 4.0, &mut rng);
-        check(Init::XavierUniform { gain: 1.0 }, 0.0, 2.0 / (fi + fo), &mut rng);
-        check(Init::XavierNormal { gain: 2.0 }, 0.0, 4.0 * 2.0 / (fi + fo), &mut rng);
-        let relu_in = Init::KaimingUniform { mode: FanMode::FanIn, nonlinearity: Nonlinearity::Relu };
+        check(
+            Init::Uniform {
+                low: -1.0,
+                high: 3.0,
+            },
+            1.0,
+            16.0 / 12.0,
+            &mut rng,
+        );
+        check(
+            Init::Normal {
+                mean: 0.5,
+                std: 2.0,
+            },
+            0.5,
+            4.0,
+            &mut rng,
+        );
+        check(
+            Init::XavierUniform { gain: 1.0 },
+            0.0,
+            2.0 / (fi + fo),
+            &mut rng,
+        );
+        check(
+            Init::XavierNormal { gain: 2.0 },
+            0.0,
+            4.0 * 2.0 / (fi + fo),
+            &mut rng,
+        );
+        let relu_in = Init::KaimingUniform {
+            mode: FanMode::FanIn,
+            nonlinearity: Nonlinearity::Relu,
+        };
         check(relu_in, 0.0, 2.0 / fi, &mut rng);
-        let relu_out = Init::KaimingNormal { mode: FanMode::FanOut, nonlinearity: Nonlinearity::Relu };
+        let relu_out = Init::KaimingNormal {
+            mode: FanMode::FanOut,
+            nonlinearity: Nonlinearity::Relu,
+        };
         check(relu_out, 0.0, 2.0 / fo, &mut rng);
         // PyTorch's Linear default is U(-1/sqrt(fan_in), 1/sqrt(fan_in)): variance 1/(3 fan_in).
         check(Init::PYTORCH_LINEAR, 0.0, 1.0 / (3.0 * fi), &mut rng);
         let a = Init::PYTORCH_LINEAR.array::<f64>(&shape, &mut rng);
         assert!(a.iter().all(|v| v.abs() <= 1.0 / fi.sqrt()));
-        assert!(Init::Zeros.array::<f32>(&[3], &mut rng).iter().all(|&v| v == 0.0));
-        assert!(Init::Constant(0.5).array::<f32>(&[3], &mut rng).iter().all(|&v| v == 0.5));
+        assert!(
+            Init::Zeros
+                .array::<f32>(&[3], &mut rng)
+                .iter()
+                .all(|&v| v == 0.0)
+        );
+        assert!(
+            Init::Constant(0.5)
+                .array::<f32>(&[3], &mut rng)
+                .iter()
+                .all(|&v| v == 0.5)
+        );
     }
 
     #[test]
@@ -174,8 +232,16 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         // Pinned values: a change in the sampling path (a portable ChaCha8 stream) shows here.
-        let d = Init::Uniform { low: 0.0, high: 1.0 }.array::<f64>(&[2], &mut ChaCha8Rng::seed_from_u64(0));
-        let again = Init::Uniform { low: 0.0, high: 1.0 }.array::<f64>(&[2], &mut ChaCha8Rng::seed_from_u64(0));
+        let d = Init::Uniform {
+            low: 0.0,
+            high: 1.0,
+        }
+        .array::<f64>(&[2], &mut ChaCha8Rng::seed_from_u64(0));
+        let again = Init::Uniform {
+            low: 0.0,
+            high: 1.0,
+        }
+        .array::<f64>(&[2], &mut ChaCha8Rng::seed_from_u64(0));
         assert_eq!(d, again);
     }
 }

@@ -47,7 +47,13 @@ pub struct LinearConfig {
 impl LinearConfig {
     /// PyTorch's defaults for `nn.Linear(in_features, out_features)`.
     pub fn new(in_features: usize, out_features: usize) -> Self {
-        Self { in_features, out_features, bias: true, weight_init: Init::PYTORCH_LINEAR, bias_init: None }
+        Self {
+            in_features,
+            out_features,
+            bias: true,
+            weight_init: Init::PYTORCH_LINEAR,
+            bias_init: None,
+        }
     }
 
     /// Registers the parameters as `{prefix}.weight` and `{prefix}.bias`.
@@ -57,16 +63,29 @@ impl LinearConfig {
         prefix: &str,
         rng: &mut dyn rand::RngCore,
     ) -> Result<Linear, gradus_autograd::DuplicateName> {
-        let w = self.weight_init.array::<T>(&[self.out_features, self.in_features], rng);
+        let w = self
+            .weight_init
+            .array::<T>(&[self.out_features, self.in_features], rng);
         let weight = params.insert(format!("{prefix}.weight"), w)?;
         let bias = if self.bias {
             let bound = 1.0 / (self.in_features.max(1) as f64).sqrt();
-            let init = self.bias_init.unwrap_or(Init::Uniform { low: -bound, high: bound });
-            Some(params.insert(format!("{prefix}.bias"), init.array::<T>(&[self.out_features], rng))?)
+            let init = self.bias_init.unwrap_or(Init::Uniform {
+                low: -bound,
+                high: bound,
+            });
+            Some(params.insert(
+                format!("{prefix}.bias"),
+                init.array::<T>(&[self.out_features], rng),
+            )?)
         } else {
             None
         };
-        Ok(Linear { weight, bias, in_features: self.in_features, out_features: self.out_features })
+        Ok(Linear {
+            weight,
+            bias,
+            in_features: self.in_features,
+            out_features: self.out_features,
+        })
     }
 }
 
@@ -86,7 +105,10 @@ impl<T: Float> Module<T> for Linear {
 
     fn describe(&self) -> String {
         let bias = if self.bias.is_some() { "" } else { ", no bias" };
-        format!("Linear({} -> {}{bias})", self.in_features, self.out_features)
+        format!(
+            "Linear({} -> {}{bias})",
+            self.in_features, self.out_features
+        )
     }
 }
 

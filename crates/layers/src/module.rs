@@ -41,7 +41,8 @@ impl Mode<'_> {
 /// ```
 pub trait Module<T: Float> {
     /// Applies the module to `x`, recording on `x`'s tape.
-    fn forward<'t>(&self, params: &ParamStore<T>, x: Var<'t, T>, mode: &mut Mode<'_>) -> Var<'t, T>;
+    fn forward<'t>(&self, params: &ParamStore<T>, x: Var<'t, T>, mode: &mut Mode<'_>)
+    -> Var<'t, T>;
 
     /// Calls `f` with the id of every parameter the module uses, in order.
     fn visit_params(&self, f: &mut dyn FnMut(ParamId));
@@ -52,7 +53,9 @@ pub trait Module<T: Float> {
     /// Evaluates on a batch without recording a backward graph.
     fn predict(&self, params: &ParamStore<T>, x: ArrayD<T>) -> ArrayD<T> {
         let tape = Tape::no_grad();
-        let y = self.forward(params, tape.constant(x), &mut Mode::Eval).value();
+        let y = self
+            .forward(params, tape.constant(x), &mut Mode::Eval)
+            .value();
         std::sync::Arc::try_unwrap(y).unwrap_or_else(|shared| (*shared).clone())
     }
 }

@@ -91,7 +91,9 @@ pub struct Sequential<T: Float = f32> {
 
 impl<T: Float> std::fmt::Debug for Sequential<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.layers.iter().map(|l| l.describe())).finish()
+        f.debug_list()
+            .entries(self.layers.iter().map(|l| l.describe()))
+            .finish()
     }
 }
 
@@ -106,7 +108,10 @@ impl<T: Float> Sequential<T> {
     /// Starts a builder.
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> SequentialBuilder<T> {
-        SequentialBuilder { specs: Vec::new(), _t: std::marker::PhantomData }
+        SequentialBuilder {
+            specs: Vec::new(),
+            _t: std::marker::PhantomData,
+        }
     }
 
     /// An empty network, to fill with [`Sequential::push`].
@@ -137,7 +142,10 @@ impl<T: Float> Sequential<T> {
             let mut n = 0;
             layer.visit_params(&mut |id| n += params.get(id).len());
             total += n;
-            out.push_str(&format!("{i:>3}  {:<28} {n:>10} parameters\n", layer.describe()));
+            out.push_str(&format!(
+                "{i:>3}  {:<28} {n:>10} parameters\n",
+                layer.describe()
+            ));
         }
         out.push_str(&format!("     {:<28} {total:>10} parameters", "total"));
         out
@@ -145,8 +153,15 @@ impl<T: Float> Sequential<T> {
 }
 
 impl<T: Float> Module<T> for Sequential<T> {
-    fn forward<'t>(&self, params: &ParamStore<T>, x: Var<'t, T>, mode: &mut Mode<'_>) -> Var<'t, T> {
-        self.layers.iter().fold(x, |x, layer| layer.forward(params, x, mode))
+    fn forward<'t>(
+        &self,
+        params: &ParamStore<T>,
+        x: Var<'t, T>,
+        mode: &mut Mode<'_>,
+    ) -> Var<'t, T> {
+        self.layers
+            .iter()
+            .fold(x, |x, layer| layer.forward(params, x, mode))
     }
 
     fn visit_params(&self, f: &mut dyn FnMut(ParamId)) {
@@ -241,7 +256,11 @@ impl<T: Float> SequentialBuilder<T> {
         self.check()?;
         let mut layers: Vec<Box<dyn Module<T> + Send + Sync>> = Vec::new();
         for (i, spec) in self.specs.into_iter().enumerate() {
-            let name = if prefix.is_empty() { i.to_string() } else { format!("{prefix}.{i}") };
+            let name = if prefix.is_empty() {
+                i.to_string()
+            } else {
+                format!("{prefix}.{i}")
+            };
             match spec {
                 Spec::Linear(c) => layers.push(Box::new(c.init(params, &name, rng)?)),
                 Spec::Activation(a) => layers.push(Box::new(a)),
@@ -255,11 +274,17 @@ impl<T: Float> SequentialBuilder<T> {
     fn check(&self) -> Result<(), LayerError> {
         let mut features: Option<(usize, usize)> = None; // (size, layer that set it)
         for (i, spec) in self.specs.iter().enumerate() {
-            let invalid = |message: String| LayerError::Invalid { layer: i, layer_desc: spec.describe(), message };
+            let invalid = |message: String| LayerError::Invalid {
+                layer: i,
+                layer_desc: spec.describe(),
+                message,
+            };
             match spec {
                 Spec::Linear(c) => {
                     if c.in_features == 0 || c.out_features == 0 {
-                        return Err(invalid("in_features and out_features must be at least 1".into()));
+                        return Err(invalid(
+                            "in_features and out_features must be at least 1".into(),
+                        ));
                     }
                     if let Some((found, previous)) = features
                         && found != c.in_features

@@ -8,7 +8,11 @@ use rand_chacha::ChaCha8Rng;
 
 fn batch(shape: &[usize], seed: u64) -> ArrayD<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    gradus_layers::Init::Normal { mean: 0.0, std: 1.0 }.array(shape, &mut rng)
+    gradus_layers::Init::Normal {
+        mean: 0.0,
+        std: 1.0,
+    }
+    .array(shape, &mut rng)
 }
 
 #[test]
@@ -16,11 +20,17 @@ fn gradcheck_through_linear_with_and_without_bias() {
     for bias in [true, false] {
         let mut params = ParamStore::<f64>::new();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let config = LinearConfig { bias, ..LinearConfig::new(3, 4) };
+        let config = LinearConfig {
+            bias,
+            ..LinearConfig::new(3, 4)
+        };
         let layer = config.init(&mut params, "fc", &mut rng).unwrap();
         let x = batch(&[5, 3], 1);
         gradcheck_params(&params, |tape, p| {
-            layer.forward(p, tape.constant(x.clone()), &mut Mode::Eval).tanh().sum()
+            layer
+                .forward(p, tape.constant(x.clone()), &mut Mode::Eval)
+                .tanh()
+                .sum()
         })
         .unwrap();
     }
@@ -43,11 +53,19 @@ fn gradcheck_through_a_sequential_mlp_with_every_activation() {
     let x = batch(&[7, 4], 2);
     let labels = [0, 2, 1, 1, 0, 2, 2];
     gradcheck_params(&params, |tape, p| {
-        model.forward(p, tape.constant(x.clone()), &mut Mode::Eval).cross_entropy_with_logits(&labels)
+        model
+            .forward(p, tape.constant(x.clone()), &mut Mode::Eval)
+            .cross_entropy_with_logits(&labels)
     })
     .unwrap();
     // And through dropout with a fixed mask (the rng is reseeded on every evaluation).
-    let (model, params) = Sequential::<f64>::new().linear(4, 8).relu().dropout(0.5).linear(8, 3).build(4).unwrap();
+    let (model, params) = Sequential::<f64>::new()
+        .linear(4, 8)
+        .relu()
+        .dropout(0.5)
+        .linear(8, 3)
+        .build(4)
+        .unwrap();
     gradcheck_params(&params, |tape, p| {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         model
@@ -64,22 +82,43 @@ fn dropout_scales_in_training_and_is_the_identity_in_eval() {
     let x = ArrayD::<f32>::ones(IxDyn(&[200, 500]));
     let tape = gradus_autograd::Tape::no_grad();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let y = Dropout(0.4).forward(&params, tape.constant(x.clone()), &mut Mode::Train(&mut rng)).value();
+    let y = Dropout(0.4)
+        .forward(
+            &params,
+            tape.constant(x.clone()),
+            &mut Mode::Train(&mut rng),
+        )
+        .value();
     let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / y.len() as f64;
     assert!((kept - 0.6).abs() < 0.01, "kept {kept}");
     assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.6).abs() < 1e-6));
-    let z = Dropout(0.4).forward(&params, tape.constant(x.clone()), &mut Mode::Eval).value();
+    let z = Dropout(0.4)
+        .forward(&params, tape.constant(x.clone()), &mut Mode::Eval)
+        .value();
     assert_eq!(*z, x);
 }
 
 #[test]
 fn same_seed_same_network_other_seed_other_network() {
-    let build = |seed| Sequential::<f32>::new().linear(10, 5).relu().linear(5, 2).build(seed).unwrap().1;
+    let build = |seed| {
+        Sequential::<f32>::new()
+            .linear(10, 5)
+            .relu()
+            .linear(5, 2)
+            .build(seed)
+            .unwrap()
+            .1
+    };
     assert_eq!(build(7).export(), build(7).export());
     assert_ne!(build(7).export(), build(8).export());
     // f32 and f64 networks from one seed hold the same values (drawn in f64, then rounded).
     let a = build(11);
-    let (_, b) = Sequential::<f64>::new().linear(10, 5).relu().linear(5, 2).build(11).unwrap();
+    let (_, b) = Sequential::<f64>::new()
+        .linear(10, 5)
+        .relu()
+        .linear(5, 2)
+        .build(11)
+        .unwrap();
     for ((_, _, x), (_, _, y)) in a.iter().zip(b.iter()) {
         assert!(x.iter().zip(y.iter()).all(|(&x, &y)| x == y as f32));
     }
@@ -94,21 +133,44 @@ fn linear_default_init_is_pytorchs() {
         assert!(a.iter().all(|v| v.abs() <= bound), "{name}");
         let var = a.mapv(|v| v * v).mean().unwrap();
         let tol = if name == "0.weight" { 0.03 } else { 0.3 };
-        assert!((var - bound * bound / 3.0).abs() < tol * bound * bound / 3.0, "{name}: {var}");
+        assert!(
+            (var - bound * bound / 3.0).abs() < tol * bound * bound / 3.0,
+            "{name}: {var}"
+        );
     }
 }
 
 #[test]
 fn export_and_import_report_every_difference() {
-    let (_, mut a) = Sequential::<f32>::new().linear(4, 3).relu().linear(3, 2).build(0).unwrap();
-    let (_, b) = Sequential::<f32>::new().linear(4, 3).relu().linear(3, 2).build(1).unwrap();
+    let (_, mut a) = Sequential::<f32>::new()
+        .linear(4, 3)
+        .relu()
+        .linear(3, 2)
+        .build(0)
+        .unwrap();
+    let (_, b) = Sequential::<f32>::new()
+        .linear(4, 3)
+        .relu()
+        .linear(3, 2)
+        .build(1)
+        .unwrap();
     a.import(&b.export()).unwrap();
     assert_eq!(a.export(), b.export());
 
-    let (_, other) = Sequential::<f32>::new().linear(4, 5).relu().linear(5, 2).tanh().linear(2, 2).build(0).unwrap();
+    let (_, other) = Sequential::<f32>::new()
+        .linear(4, 5)
+        .relu()
+        .linear(5, 2)
+        .tanh()
+        .linear(2, 2)
+        .build(0)
+        .unwrap();
     let err = a.import(&other.export()).unwrap_err();
     assert_eq!(err.missing, Vec::<String>::new());
-    assert_eq!(err.unexpected, vec!["4.bias".to_string(), "4.weight".to_string()]);
+    assert_eq!(
+        err.unexpected,
+        vec!["4.bias".to_string(), "4.weight".to_string()]
+    );
     assert_eq!(
         err.mismatched,
         vec![
@@ -118,33 +180,60 @@ fn export_and_import_report_every_difference() {
         ]
     );
     let text = err.to_string();
-    assert!(text.contains("unexpected: 4.weight") && text.contains("shape of 0.weight: expected [3, 4], found [5, 4]"));
+    assert!(
+        text.contains("unexpected: 4.weight")
+            && text.contains("shape of 0.weight: expected [3, 4], found [5, 4]")
+    );
     // Nothing was changed by the failed import.
     assert_eq!(a.export(), b.export());
     let mut partial = b.export();
     partial.remove("2.bias");
-    assert_eq!(a.import(&partial).unwrap_err().missing, vec!["2.bias".to_string()]);
+    assert_eq!(
+        a.import(&partial).unwrap_err().missing,
+        vec!["2.bias".to_string()]
+    );
 }
 
 #[test]
 fn builder_rejects_bad_layers() {
     let err = Sequential::<f32>::new().linear(3, 0).build(0).unwrap_err();
-    assert!(err.to_string().contains("layer 0 (Linear(3 -> 0))"), "{err}");
-    let err = Sequential::<f32>::new().linear(3, 3).dropout(1.5).build(0).unwrap_err();
+    assert!(
+        err.to_string().contains("layer 0 (Linear(3 -> 0))"),
+        "{err}"
+    );
+    let err = Sequential::<f32>::new()
+        .linear(3, 3)
+        .dropout(1.5)
+        .build(0)
+        .unwrap_err();
     assert!(err.to_string().contains("probability 1.5"), "{err}");
     // Flatten forgets the feature count, so any following Linear is accepted.
-    assert!(Sequential::<f32>::new().linear(3, 4).flatten().linear(12, 2).build(0).is_ok());
+    assert!(
+        Sequential::<f32>::new()
+            .linear(3, 4)
+            .flatten()
+            .linear(12, 2)
+            .build(0)
+            .is_ok()
+    );
 }
 
 #[test]
 fn softmax_layers_and_summary() {
-    let (model, params) = Sequential::<f32>::new().linear(3, 2).softmax().build(0).unwrap();
+    let (model, params) = Sequential::<f32>::new()
+        .linear(3, 2)
+        .softmax()
+        .build(0)
+        .unwrap();
     let y = model.predict(&params, ArrayD::ones(IxDyn(&[4, 3])));
     for row in y.rows() {
         assert!((row.sum() - 1.0).abs() < 1e-6);
     }
     let summary = model.summary(&params);
-    assert!(summary.contains("Linear(3 -> 2)") && summary.contains("8 parameters"), "{summary}");
+    assert!(
+        summary.contains("Linear(3 -> 2)") && summary.contains("8 parameters"),
+        "{summary}"
+    );
     let lsm: f32 = Module::<f32>::forward(
         &Activation::LogSoftmax(1),
         &params,

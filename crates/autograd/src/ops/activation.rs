@@ -10,7 +10,9 @@ use crate::{Float, Var};
 /// `x - max(x)` along `axis`: the shift that keeps `exp` from overflowing.
 fn shifted<T: Float>(x: &ArrayD<T>, axis: usize) -> ArrayD<T> {
     let max = x
-        .map_axis(Axis(axis), |lane| lane.iter().copied().fold(T::neg_infinity(), T::max))
+        .map_axis(Axis(axis), |lane| {
+            lane.iter().copied().fold(T::neg_infinity(), T::max)
+        })
         .insert_axis(Axis(axis));
     // A lane of all -inf would give -inf - -inf = NaN; shift it by 0 instead.
     let max = max.mapv(|m| if m.is_finite() { m } else { T::zero() });
@@ -27,7 +29,9 @@ impl<'t, T: Float> Var<'t, T> {
     /// assert_eq!(x.relu().value().as_slice().unwrap(), &[0.0, 0.0, 2.0]);
     /// ```
     pub fn relu(self) -> Var<'t, T> {
-        let value = self.value().mapv(|v| if v > T::zero() { v } else { T::zero() });
+        let value = self
+            .value()
+            .mapv(|v| if v > T::zero() { v } else { T::zero() });
         self.tape.push_op("relu", &[self], value, |g, out, _| {
             let mut d = g.clone();
             Zip::from(&mut d).and(out).for_each(|d, &y| {
@@ -43,15 +47,16 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn leaky_relu(self, slope: T) -> Var<'t, T> {
         let x = self.value();
         let value = x.mapv(|v| if v > T::zero() { v } else { v * slope });
-        self.tape.push_op("leaky_relu", &[self], value, move |g, _, _| {
-            let mut d = g.clone();
-            Zip::from(&mut d).and(&*x).for_each(|d, &x| {
-                if x <= T::zero() {
-                    *d *= slope
-                }
-            });
-            vec![Some(d)]
-        })
+        self.tape
+            .push_op("leaky_relu", &[self], value, move |g, _, _| {
+                let mut d = g.clone();
+                Zip::from(&mut d).and(&*x).for_each(|d, &x| {
+                    if x <= T::zero() {
+                        *d *= slope
+                    }
+                });
+                vec![Some(d)]
+            })
     }
 
     /// The logistic function `1 / (1 + e^-x)`, evaluated without overflow.
@@ -59,7 +64,9 @@ impl<'t, T: Float> Var<'t, T> {
         let value = self.value().mapv(sigmoid);
         self.tape.push_op("sigmoid", &[self], value, |g, out, _| {
             let mut d = g.clone();
-            Zip::from(&mut d).and(out).for_each(|d, &y| *d *= y * (T::one() - y));
+            Zip::from(&mut d)
+                .and(out)
+                .for_each(|d, &y| *d *= y * (T::one() - y));
             vec![Some(d)]
         })
     }
@@ -69,7 +76,9 @@ impl<'t, T: Float> Var<'t, T> {
         let value = self.value().mapv(T::tanh);
         self.tape.push_op("tanh", &[self], value, |g, out, _| {
             let mut d = g.clone();
-            Zip::from(&mut d).and(out).for_each(|d, &y| *d *= T::one() - y * y);
+            Zip::from(&mut d)
+                .and(out)
+                .for_each(|d, &y| *d *= T::one() - y * y);
             vec![Some(d)]
         })
     }
@@ -88,7 +97,8 @@ impl<'t, T: Float> Var<'t, T> {
         let inv_sqrt2 = T::of(std::f64::consts::FRAC_1_SQRT_2);
         let value = x.mapv(|v| half * v * (T::one() + (v * inv_sqrt2).erf()));
         self.tape.push_op("gelu", &[self], value, move |g, _, _| {
-            let inv_sqrt_2pi = T::of(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+            let inv_sqrt_2pi =
+                T::of(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
             let mut d = g.clone();
             Zip::from(&mut d).and(&*x).for_each(|d, &x| {
                 let cdf = half * (T::one() + (x * inv_sqrt2).erf());
@@ -126,18 +136,23 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         check_axis("log_softmax", axis, x.shape());
         let z = shifted(&x, axis);
-        let lse = z.mapv(T::exp).sum_axis(Axis(axis)).mapv_into(T::ln).insert_axis(Axis(axis));
+        let lse = z
+            .mapv(T::exp)
+            .sum_axis(Axis(axis))
+            .mapv_into(T::ln)
+            .insert_axis(Axis(axis));
         let value = z - &lse;
-        self.tape.push_op("log_softmax", &[self], value, move |g, out, _| {
-            // dx = g - softmax * sum(g)
-            let s = g.sum_axis(Axis(axis)).insert_axis(Axis(axis));
-            let mut d = g.clone();
-            Zip::from(&mut d)
-                .and(out)
-                .and_broadcast(&s)
-                .for_each(|d, &lp, &s| *d -= lp.exp() * s);
-            vec![Some(d)]
-        })
+        self.tape
+            .push_op("log_softmax", &[self], value, move |g, out, _| {
+                // dx = g - softmax * sum(g)
+                let s = g.sum_axis(Axis(axis)).insert_axis(Axis(axis));
+                let mut d = g.clone();
+                Zip::from(&mut d)
+                    .and(out)
+                    .and_broadcast(&s)
+                    .for_each(|d, &lp, &s| *d -= lp.exp() * s);
+                vec![Some(d)]
+            })
     }
 
     /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
@@ -152,14 +167,28 @@ impl<'t, T: Float> Var<'t, T> {
     /// assert!(y.value().iter().all(|&v| v == 0.0 || v == 2.0));
     /// ```
     pub fn dropout<R: Rng + ?Sized>(self, p: f64, rng: &mut R) -> Var<'t, T> {
-        assert!((0.0..=1.0).contains(&p), "dropout: probability {p} is not in [0, 1]");
+        assert!(
+            (0.0..=1.0).contains(&p),
+            "dropout: probability {p} is not in [0, 1]"
+        );
         let x = self.value();
-        let scale = if p < 1.0 { T::of(1.0 / (1.0 - p)) } else { T::zero() };
+        let scale = if p < 1.0 {
+            T::of(1.0 / (1.0 - p))
+        } else {
+            T::zero()
+        };
         let mask = ArrayD::from_shape_simple_fn(x.raw_dim(), || {
-            if rng.random::<f64>() >= p { scale } else { T::zero() }
+            if rng.random::<f64>() >= p {
+                scale
+            } else {
+                T::zero()
+            }
         });
         let value = &*x * &mask;
-        self.tape.push_op("dropout", &[self], value, move |g, _, _| vec![Some(g * &mask)])
+        self.tape
+            .push_op("dropout", &[self], value, move |g, _, _| {
+                vec![Some(g * &mask)]
+            })
     }
 }
 
@@ -184,7 +213,11 @@ mod tests {
     fn activation_values() {
         let x = arr1(&[-2.0, -0.5, 0.0, 1.5]).into_dyn();
         let ins = [x];
-        assert_close(&eval(|v| v[0].relu(), &ins), &arr1(&[0.0, 0.0, 0.0, 1.5]).into_dyn(), 0.0);
+        assert_close(
+            &eval(|v| v[0].relu(), &ins),
+            &arr1(&[0.0, 0.0, 0.0, 1.5]).into_dyn(),
+            0.0,
+        );
         assert_close(
             &eval(|v| v[0].leaky_relu(0.1), &ins),
             &arr1(&[-0.2, -0.05, 0.0, 1.5]).into_dyn(),
@@ -196,7 +229,13 @@ mod tests {
         // torch.nn.functional.gelu(torch.tensor([-2.0, -0.5, 0.0, 1.5], dtype=torch.float64))
         assert_close(
             &eval(|v| v[0].gelu(), &ins),
-            &arr1(&[-0.04550026389635842, -0.15426876936299344, 0.0, 1.399789198096713]).into_dyn(),
+            &arr1(&[
+                -0.04550026389635842,
+                -0.15426876936299344,
+                0.0,
+                1.399789198096713,
+            ])
+            .into_dyn(),
             1e-12,
         );
     }
@@ -208,7 +247,11 @@ mod tests {
         let p = eval(|v| v[0].softmax(1), &ins);
         let e = [1f64.exp(), 2f64.exp(), 3f64.exp()];
         let s: f64 = e.iter().sum();
-        let row1 = [1.0 / (1.0 + 1f64.exp()), 1f64.exp() / (1.0 + 1f64.exp()), 0.0];
+        let row1 = [
+            1.0 / (1.0 + 1f64.exp()),
+            1f64.exp() / (1.0 + 1f64.exp()),
+            0.0,
+        ];
         assert_close(
             &p,
             &arr2(&[[e[0] / s, e[1] / s, e[2] / s], row1]).into_dyn(),
@@ -256,7 +299,10 @@ mod tests {
         let y = eval(|v| v[0].dropout(0.25, &mut rng.clone()), &x);
         let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / 1e5;
         assert!((zeros - 0.25).abs() < 0.01, "dropped fraction {zeros}");
-        assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-12));
+        assert!(
+            y.iter()
+                .all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-12)
+        );
         assert!((y.mean().unwrap() - 1.0).abs() < 0.02);
         let z = eval(|v| v[0].dropout(0.0, &mut rng.clone()), &x);
         assert_eq!(z, x[0]);

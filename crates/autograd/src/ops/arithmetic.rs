@@ -11,7 +11,7 @@ use super::{broadcast_shape, sum_to};
 use crate::{Float, Var};
 
 impl<'t, T: Float> Var<'t, T> {
-    /// `self + other`, broadcasting. Also available as the `+` operator.
+    /// `self + other`, broadcasting: the `+` operator.
     ///
     /// ```
     /// use gradus_autograd::{Tape, ndarray::{arr1, arr2}};
@@ -20,75 +20,91 @@ impl<'t, T: Float> Var<'t, T> {
     /// let b = tape.constant(arr1(&[10.0, 20.0]).into_dyn());
     /// assert_eq!((a + b).value().as_slice().unwrap(), &[11.0, 22.0, 13.0, 24.0]);
     /// ```
-    pub fn add(self, other: Var<'t, T>) -> Var<'t, T> {
+    fn add_vars(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
         broadcast_shape("add", a.shape(), b.shape());
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         let value = &*a + &*b;
-        self.tape.push_op("add", &[self, other], value, move |g, _, needs| {
-            vec![needs[0].then(|| sum_to(g, &sa)), needs[1].then(|| sum_to(g, &sb))]
-        })
+        self.tape
+            .push_op("add", &[self, other], value, move |g, _, needs| {
+                vec![
+                    needs[0].then(|| sum_to(g, &sa)),
+                    needs[1].then(|| sum_to(g, &sb)),
+                ]
+            })
     }
 
-    /// `self - other`, broadcasting. Also the `-` operator.
-    pub fn sub(self, other: Var<'t, T>) -> Var<'t, T> {
+    /// `self - other`, broadcasting: the `-` operator.
+    fn sub_vars(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
         broadcast_shape("sub", a.shape(), b.shape());
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         let value = &*a - &*b;
-        self.tape.push_op("sub", &[self, other], value, move |g, _, needs| {
-            vec![needs[0].then(|| sum_to(g, &sa)), needs[1].then(|| -sum_to(g, &sb))]
-        })
+        self.tape
+            .push_op("sub", &[self, other], value, move |g, _, needs| {
+                vec![
+                    needs[0].then(|| sum_to(g, &sa)),
+                    needs[1].then(|| -sum_to(g, &sb)),
+                ]
+            })
     }
 
-    /// `self * other` element-wise, broadcasting. Also the `*` operator.
-    pub fn mul(self, other: Var<'t, T>) -> Var<'t, T> {
+    /// `self * other` element-wise, broadcasting: the `*` operator.
+    fn mul_vars(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
         broadcast_shape("mul", a.shape(), b.shape());
         let value = &*a * &*b;
-        self.tape.push_op("mul", &[self, other], value, move |g, _, needs| {
-            vec![
-                needs[0].then(|| sum_to(&(g * &*b), a.shape())),
-                needs[1].then(|| sum_to(&(g * &*a), b.shape())),
-            ]
-        })
+        self.tape
+            .push_op("mul", &[self, other], value, move |g, _, needs| {
+                vec![
+                    needs[0].then(|| sum_to(&(g * &*b), a.shape())),
+                    needs[1].then(|| sum_to(&(g * &*a), b.shape())),
+                ]
+            })
     }
 
-    /// `self / other` element-wise, broadcasting. Also the `/` operator.
-    pub fn div(self, other: Var<'t, T>) -> Var<'t, T> {
+    /// `self / other` element-wise, broadcasting: the `/` operator.
+    fn div_vars(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
         broadcast_shape("div", a.shape(), b.shape());
         let value = &*a / &*b;
-        self.tape.push_op("div", &[self, other], value, move |g, out, needs| {
-            // d(a/b)/db = -a/b^2 = -out/b
-            vec![
-                needs[0].then(|| sum_to(&(g / &*b), a.shape())),
-                needs[1].then(|| sum_to(&(-(g * out) / &*b), b.shape())),
-            ]
-        })
+        self.tape
+            .push_op("div", &[self, other], value, move |g, out, needs| {
+                // d(a/b)/db = -a/b^2 = -out/b
+                vec![
+                    needs[0].then(|| sum_to(&(g / &*b), a.shape())),
+                    needs[1].then(|| sum_to(&(-(g * out) / &*b), b.shape())),
+                ]
+            })
     }
 
-    /// `-self`. Also the unary `-` operator.
-    pub fn neg(self) -> Var<'t, T> {
+    /// `-self`: the unary `-` operator.
+    fn neg_var(self) -> Var<'t, T> {
         let value = self.value().mapv(|v| -v);
-        self.tape.push_op("neg", &[self], value, |g, _, _| vec![Some(g.mapv(|v| -v))])
+        self.tape
+            .push_op("neg", &[self], value, |g, _, _| vec![Some(g.mapv(|v| -v))])
     }
 
     /// `self + s` for a scalar `s`.
     pub fn add_scalar(self, s: T) -> Var<'t, T> {
         let value = &*self.value() + s;
-        self.tape.push_op("add_scalar", &[self], value, |g, _, _| vec![Some(g.clone())])
+        self.tape.push_op("add_scalar", &[self], value, |g, _, _| {
+            vec![Some(g.clone())]
+        })
     }
 
     /// `self * s` for a scalar `s`.
     pub fn mul_scalar(self, s: T) -> Var<'t, T> {
         let value = &*self.value() * s;
-        self.tape.push_op("mul_scalar", &[self], value, move |g, _, _| vec![Some(g * s)])
+        self.tape
+            .push_op("mul_scalar", &[self], value, move |g, _, _| {
+                vec![Some(g * s)]
+            })
     }
 
     /// `s - self` for a scalar `s`.
     pub fn rsub_scalar(self, s: T) -> Var<'t, T> {
-        self.neg().add_scalar(s)
+        self.neg_var().add_scalar(s)
     }
 
     /// `s / self` for a scalar `s`.
@@ -109,7 +125,9 @@ impl<'t, T: Float> Var<'t, T> {
         let value = x.mapv(|v| v.powf(p));
         self.tape.push_op("powf", &[self], value, move |g, _, _| {
             let mut d = g.clone();
-            Zip::from(&mut d).and(&*x).for_each(|d, &x| *d *= p * x.powf(p - T::one()));
+            Zip::from(&mut d)
+                .and(&*x)
+                .for_each(|d, &x| *d *= p * x.powf(p - T::one()));
             vec![Some(d)]
         })
     }
@@ -117,14 +135,16 @@ impl<'t, T: Float> Var<'t, T> {
     /// `e^self`, element-wise.
     pub fn exp(self) -> Var<'t, T> {
         let value = self.value().mapv(T::exp);
-        self.tape.push_op("exp", &[self], value, |g, out, _| vec![Some(g * out)])
+        self.tape
+            .push_op("exp", &[self], value, |g, out, _| vec![Some(g * out)])
     }
 
     /// Natural logarithm, element-wise (`log(0) = -inf`, as in PyTorch).
     pub fn log(self) -> Var<'t, T> {
         let x = self.value();
         let value = x.mapv(T::ln);
-        self.tape.push_op("log", &[self], value, move |g, _, _| vec![Some(g / &*x)])
+        self.tape
+            .push_op("log", &[self], value, move |g, _, _| vec![Some(g / &*x)])
     }
 
     /// Square root, element-wise.
@@ -140,8 +160,23 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// `self * self`, element-wise.
     pub fn square(self) -> Var<'t, T> {
-        self.mul(self)
+        self.mul_vars(self)
     }
+}
+
+macro_rules! paste_vars {
+    (add, $a:expr, $b:expr) => {
+        $a.add_vars($b)
+    };
+    (sub, $a:expr, $b:expr) => {
+        $a.sub_vars($b)
+    };
+    (mul, $a:expr, $b:expr) => {
+        $a.mul_vars($b)
+    };
+    (div, $a:expr, $b:expr) => {
+        $a.div_vars($b)
+    };
 }
 
 macro_rules! var_binary_ops {
@@ -149,7 +184,7 @@ macro_rules! var_binary_ops {
         impl<'t, T: Float> $trait<Var<'t, T>> for Var<'t, T> {
             type Output = Var<'t, T>;
             fn $method(self, rhs: Var<'t, T>) -> Var<'t, T> {
-                Var::$method(self, rhs)
+                paste_vars!($method, self, rhs)
             }
         }
         impl<'t, T: Float> $trait<T> for Var<'t, T> {
@@ -184,7 +219,7 @@ var_binary_ops! {
 impl<'t, T: Float> Neg for Var<'t, T> {
     type Output = Var<'t, T>;
     fn neg(self) -> Var<'t, T> {
-        Var::neg(self)
+        self.neg_var()
     }
 }
 
@@ -242,30 +277,62 @@ mod tests {
             &arr2(&[[0.5, 1.0, 1.5], [1.0, 1.25, 1.5]]).into_dyn(),
             0.0,
         );
-        assert_close(&eval(|v| -v[1], &ins), &arr1(&[-10.0, -20.0, -30.0]).into_dyn(), 0.0);
+        assert_close(
+            &eval(|v| -v[1], &ins),
+            &arr1(&[-10.0, -20.0, -30.0]).into_dyn(),
+            0.0,
+        );
         assert_close(
             &eval(|v| (v[1] + 1.0) * 2.0 - 3.0, &ins),
             &arr1(&[19.0, 39.0, 59.0]).into_dyn(),
             0.0,
         );
-        assert_close(&eval(|v| 1.0 - v[1], &ins), &arr1(&[-9.0, -19.0, -29.0]).into_dyn(), 0.0);
-        assert_close(&eval(|v| 10.0 / v[1], &ins), &arr1(&[1.0, 0.5, 1.0 / 3.0]).into_dyn(), 1e-15);
-        assert_close(&eval(|v| v[1] / 10.0, &ins), &arr1(&[1.0, 2.0, 3.0]).into_dyn(), 1e-15);
+        assert_close(
+            &eval(|v| 1.0 - v[1], &ins),
+            &arr1(&[-9.0, -19.0, -29.0]).into_dyn(),
+            0.0,
+        );
+        assert_close(
+            &eval(|v| 10.0 / v[1], &ins),
+            &arr1(&[1.0, 0.5, 1.0 / 3.0]).into_dyn(),
+            1e-15,
+        );
+        assert_close(
+            &eval(|v| v[1] / 10.0, &ins),
+            &arr1(&[1.0, 2.0, 3.0]).into_dyn(),
+            1e-15,
+        );
     }
 
     #[test]
     fn elementwise_function_values() {
         let x = arr1(&[1.0, 4.0]).into_dyn();
         let ins = [x];
-        assert_close(&eval(|v| v[0].sqrt(), &ins), &arr1(&[1.0, 2.0]).into_dyn(), 0.0);
-        assert_close(&eval(|v| v[0].powf(3.0), &ins), &arr1(&[1.0, 64.0]).into_dyn(), 1e-12);
+        assert_close(
+            &eval(|v| v[0].sqrt(), &ins),
+            &arr1(&[1.0, 2.0]).into_dyn(),
+            0.0,
+        );
+        assert_close(
+            &eval(|v| v[0].powf(3.0), &ins),
+            &arr1(&[1.0, 64.0]).into_dyn(),
+            1e-12,
+        );
         assert_close(
             &eval(|v| v[0].exp(), &ins),
             &arr1(&[std::f64::consts::E, 4f64.exp()]).into_dyn(),
             1e-15,
         );
-        assert_close(&eval(|v| v[0].log(), &ins), &arr1(&[0.0, 4f64.ln()]).into_dyn(), 1e-15);
-        assert_close(&eval(|v| v[0].square(), &ins), &arr1(&[1.0, 16.0]).into_dyn(), 0.0);
+        assert_close(
+            &eval(|v| v[0].log(), &ins),
+            &arr1(&[0.0, 4f64.ln()]).into_dyn(),
+            1e-15,
+        );
+        assert_close(
+            &eval(|v| v[0].square(), &ins),
+            &arr1(&[1.0, 16.0]).into_dyn(),
+            0.0,
+        );
     }
 
     #[test]
@@ -276,7 +343,10 @@ mod tests {
 
     #[test]
     fn gradcheck_binary_ops_same_shape() {
-        let ins = [sample(&[3, 4], 1), sample(&[3, 4], 2).mapv(|v| v.abs() + 0.5)];
+        let ins = [
+            sample(&[3, 4], 1),
+            sample(&[3, 4], 2).mapv(|v| v.abs() + 0.5),
+        ];
         check(|v| v[0] + v[1], &ins);
         check(|v| v[0] - v[1], &ins);
         check(|v| v[0] * v[1], &ins);

@@ -13,7 +13,10 @@ fn as_matrix<'a, T: Float>(a: &'a ArrayD<T>, op: &str, side: &str) -> ArrayView2
         1 if side == "left" => a.view().insert_axis(Axis(0)).into_dimensionality::<Ix2>(),
         1 => a.view().insert_axis(Axis(1)).into_dimensionality::<Ix2>(),
         2 => a.view().into_dimensionality::<Ix2>(),
-        _ => panic!("{op}: expected a matrix or a vector, got shape {:?}", a.shape()),
+        _ => panic!(
+            "{op}: expected a matrix or a vector, got shape {:?}",
+            a.shape()
+        ),
     }
     .expect("dimensionality checked")
 }
@@ -23,7 +26,10 @@ fn reshaped<T: Float>(a: ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
     if a.shape() == shape {
         return a;
     }
-    a.as_standard_layout().into_owned().into_shape_with_order(shape).expect("same element count")
+    a.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order(shape)
+        .expect("same element count")
 }
 
 impl<'t, T: Float> Var<'t, T> {
@@ -49,7 +55,10 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     pub fn matmul(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
-        let (am, bm) = (as_matrix(&a, "matmul", "left"), as_matrix(&b, "matmul", "right"));
+        let (am, bm) = (
+            as_matrix(&a, "matmul", "left"),
+            as_matrix(&b, "matmul", "right"),
+        );
         if am.ncols() != bm.nrows() {
             panic!(
                 "matmul: {:?} x {:?}: inner dimensions {} and {} differ",
@@ -67,28 +76,31 @@ impl<'t, T: Float> Var<'t, T> {
             out_shape.push(bm.ncols());
         }
         let value = reshaped(am.dot(&bm).into_dyn(), &out_shape);
-        self.tape.push_op("matmul", &[self, other], value, move |g, _, needs| {
-            let (am, bm) = (as_matrix(&a, "matmul", "left"), as_matrix(&b, "matmul", "right"));
-            let g = g.as_standard_layout();
-            let g2 = g
-                .view()
-                .into_shape_with_order((am.nrows(), bm.ncols()))
-                .expect("gradient has the output's elements");
-            vec![
-                needs[0].then(|| {
-                    reshaped(g2.dot(&bm.t()).into_dyn(), a.shape())
-                }),
-                needs[1].then(|| {
-                    reshaped(am.t().dot(&g2).into_dyn(), b.shape())
-                }),
-            ]
-        })
+        self.tape
+            .push_op("matmul", &[self, other], value, move |g, _, needs| {
+                let (am, bm) = (
+                    as_matrix(&a, "matmul", "left"),
+                    as_matrix(&b, "matmul", "right"),
+                );
+                let g = g.as_standard_layout();
+                let g2 = g
+                    .view()
+                    .into_shape_with_order((am.nrows(), bm.ncols()))
+                    .expect("gradient has the output's elements");
+                vec![
+                    needs[0].then(|| reshaped(g2.dot(&bm.t()).into_dyn(), a.shape())),
+                    needs[1].then(|| reshaped(am.t().dot(&g2).into_dyn(), b.shape())),
+                ]
+            })
     }
 
     /// The 2-D transpose.
     pub fn t(self) -> Var<'t, T> {
         let shape = self.shape();
-        assert!(shape.len() == 2, "t: expected a matrix, got shape {shape:?}");
+        assert!(
+            shape.len() == 2,
+            "t: expected a matrix, got shape {shape:?}"
+        );
         self.permute(&[1, 0])
     }
 
@@ -106,10 +118,16 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn linear(self, weight: Var<'t, T>, bias: Option<Var<'t, T>>) -> Var<'t, T> {
         let (x, w) = (self.value(), weight.value());
         let xm = x.view().into_dimensionality::<Ix2>().unwrap_or_else(|_| {
-            panic!("linear: input must be [batch, in_features], got shape {:?}", x.shape())
+            panic!(
+                "linear: input must be [batch, in_features], got shape {:?}",
+                x.shape()
+            )
         });
         let wm = w.view().into_dimensionality::<Ix2>().unwrap_or_else(|_| {
-            panic!("linear: weight must be [out_features, in_features], got shape {:?}", w.shape())
+            panic!(
+                "linear: weight must be [out_features, in_features], got shape {:?}",
+                w.shape()
+            )
         });
         if xm.ncols() != wm.ncols() {
             panic!(
@@ -132,22 +150,31 @@ impl<'t, T: Float> Var<'t, T> {
                     wm.nrows()
                 );
             }
-            let bv = bv.view().into_dimensionality::<ndarray::Ix1>().expect("checked 1-D");
+            let bv = bv
+                .view()
+                .into_dimensionality::<ndarray::Ix1>()
+                .expect("checked 1-D");
             y += &bv;
             parents.push(b);
         }
         let has_bias = bias.is_some();
-        self.tape.push_op("linear", &parents, y.into_dyn(), move |g, _, needs| {
-            let g2 = g.view().into_dimensionality::<Ix2>().expect("linear output is 2-D");
-            let xm = x.view().into_dimensionality::<Ix2>().expect("checked");
-            let wm = w.view().into_dimensionality::<Ix2>().expect("checked");
-            let mut grads =
-                vec![needs[0].then(|| g2.dot(&wm).into_dyn()), needs[1].then(|| g2.t().dot(&xm).into_dyn())];
-            if has_bias {
-                grads.push(needs[2].then(|| g2.sum_axis(Axis(0)).into_dyn()));
-            }
-            grads
-        })
+        self.tape
+            .push_op("linear", &parents, y.into_dyn(), move |g, _, needs| {
+                let g2 = g
+                    .view()
+                    .into_dimensionality::<Ix2>()
+                    .expect("linear output is 2-D");
+                let xm = x.view().into_dimensionality::<Ix2>().expect("checked");
+                let wm = w.view().into_dimensionality::<Ix2>().expect("checked");
+                let mut grads = vec![
+                    needs[0].then(|| g2.dot(&wm).into_dyn()),
+                    needs[1].then(|| g2.t().dot(&xm).into_dyn()),
+                ];
+                if has_bias {
+                    grads.push(needs[2].then(|| g2.sum_axis(Axis(0)).into_dyn()));
+                }
+                grads
+            })
     }
 }
 
@@ -169,8 +196,16 @@ mod tests {
             &arr2(&[[1.0, 2.0, 8.0], [3.0, 4.0, 18.0], [5.0, 6.0, 28.0]]).into_dyn(),
             0.0,
         );
-        assert_close(&eval(|v| v[0].matmul(v[2]), &ins), &arr1(&[-1.0, -1.0, -1.0]).into_dyn(), 0.0);
-        assert_close(&eval(|v| v[3].matmul(v[0]), &ins), &arr1(&[22.0, 28.0]).into_dyn(), 0.0);
+        assert_close(
+            &eval(|v| v[0].matmul(v[2]), &ins),
+            &arr1(&[-1.0, -1.0, -1.0]).into_dyn(),
+            0.0,
+        );
+        assert_close(
+            &eval(|v| v[3].matmul(v[0]), &ins),
+            &arr1(&[22.0, 28.0]).into_dyn(),
+            0.0,
+        );
         let dot = eval(|v| v[2].matmul(v[2]), &ins);
         assert_eq!(dot.shape(), &[] as &[usize]);
         assert_eq!(dot[[]], 2.0);
@@ -184,13 +219,19 @@ mod tests {
     #[test]
     #[should_panic(expected = "matmul: [64, 784] x [128, 10]: inner dimensions 784 and 128 differ")]
     fn matmul_mismatch_names_both_shapes() {
-        eval(|v| v[0].matmul(v[1]), &[sample(&[64, 784], 1), sample(&[128, 10], 2)]);
+        eval(
+            |v| v[0].matmul(v[1]),
+            &[sample(&[64, 784], 1), sample(&[128, 10], 2)],
+        );
     }
 
     #[test]
     #[should_panic(expected = "linear: input [4, 3] x weight [2, 5]: in_features 3 and 5 differ")]
     fn linear_mismatch_names_both_shapes() {
-        eval(|v| v[0].linear(v[1], None), &[sample(&[4, 3], 1), sample(&[2, 5], 2)]);
+        eval(
+            |v| v[0].linear(v[1], None),
+            &[sample(&[4, 3], 1), sample(&[2, 5], 2)],
+        );
     }
 
     #[test]
@@ -205,9 +246,18 @@ mod tests {
 
     #[test]
     fn gradcheck_matmul_all_rank_pairings() {
-        check(|v| v[0].matmul(v[1]), &[sample(&[3, 4], 1), sample(&[4, 2], 2)]);
-        check(|v| v[0].matmul(v[1]), &[sample(&[3, 4], 3), sample(&[4], 4)]);
-        check(|v| v[0].matmul(v[1]), &[sample(&[4], 5), sample(&[4, 2], 6)]);
+        check(
+            |v| v[0].matmul(v[1]),
+            &[sample(&[3, 4], 1), sample(&[4, 2], 2)],
+        );
+        check(
+            |v| v[0].matmul(v[1]),
+            &[sample(&[3, 4], 3), sample(&[4], 4)],
+        );
+        check(
+            |v| v[0].matmul(v[1]),
+            &[sample(&[4], 5), sample(&[4, 2], 6)],
+        );
         check(|v| v[0].matmul(v[1]), &[sample(&[4], 7), sample(&[4], 8)]);
         check(|v| v[0].t(), &[sample(&[3, 2], 9)]);
     }

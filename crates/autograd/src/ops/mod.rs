@@ -19,8 +19,16 @@ pub(crate) fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> 
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -50,7 +58,10 @@ pub(crate) fn sum_to<T: Float>(g: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
 
 /// Checks an axis argument, panicking with the op's name and the shape.
 pub(crate) fn check_axis(op: &str, axis: usize, shape: &[usize]) {
-    assert!(axis < shape.len(), "{op}: axis {axis} is out of range for shape {shape:?}");
+    assert!(
+        axis < shape.len(),
+        "{op}: axis {axis} is out of range for shape {shape:?}"
+    );
 }
 
 #[cfg(test)]
@@ -61,9 +72,13 @@ pub(crate) mod test_util {
 
     /// A deterministic, non-symmetric array with values in about [-2, 2].
     pub fn sample(shape: &[usize], seed: u64) -> ArrayD<f64> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ArrayD::from_shape_fn(IxDyn(shape), |_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 2.0
         })
     }

@@ -49,18 +49,31 @@ impl<'t, T: Float> Var<'t, T> {
         if keepdim {
             value = value.insert_axis(Axis(axis));
         }
-        self.tape.push_op("sum_axis", &[self], value, move |g, _, _| {
-            let g = if keepdim { g.view() } else { g.view().insert_axis(Axis(axis)) };
-            vec![Some(g.broadcast(shape.clone()).expect("reduced axis broadcasts").to_owned())]
-        })
+        self.tape
+            .push_op("sum_axis", &[self], value, move |g, _, _| {
+                let g = if keepdim {
+                    g.view()
+                } else {
+                    g.view().insert_axis(Axis(axis))
+                };
+                vec![Some(
+                    g.broadcast(shape.clone())
+                        .expect("reduced axis broadcasts")
+                        .to_owned(),
+                )]
+            })
     }
 
     /// Mean along `axis` (composed: `sum_axis / n`).
     pub fn mean_axis(self, axis: usize, keepdim: bool) -> Var<'t, T> {
         let shape = self.shape();
         check_axis("mean_axis", axis, &shape);
-        assert!(shape[axis] > 0, "mean_axis: axis {axis} of shape {shape:?} is empty");
-        self.sum_axis(axis, keepdim).mul_scalar(T::one() / T::of(shape[axis] as f64))
+        assert!(
+            shape[axis] > 0,
+            "mean_axis: axis {axis} of shape {shape:?} is empty"
+        );
+        self.sum_axis(axis, keepdim)
+            .mul_scalar(T::one() / T::of(shape[axis] as f64))
     }
 
     /// Maximum along `axis`; the gradient goes to the first maximal element of each lane.
@@ -74,7 +87,11 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn max_axis(self, axis: usize, keepdim: bool) -> Var<'t, T> {
         let x = self.value();
         check_axis("max_axis", axis, x.shape());
-        assert!(x.shape()[axis] > 0, "max_axis: axis {axis} of shape {:?} is empty", x.shape());
+        assert!(
+            x.shape()[axis] > 0,
+            "max_axis: axis {axis} of shape {:?} is empty",
+            x.shape()
+        );
         let argmax = x.map_axis(Axis(axis), |lane| {
             let mut best = 0;
             for (i, &v) in lane.iter().enumerate() {
@@ -92,14 +109,20 @@ impl<'t, T: Float> Var<'t, T> {
             value = value.insert_axis(Axis(axis));
         }
         let shape = x.raw_dim();
-        self.tape.push_op("max_axis", &[self], value, move |g, _, _| {
-            let mut gx = ArrayD::zeros(shape.clone());
-            let g = if keepdim { g.view().remove_axis(Axis(axis)) } else { g.view() };
-            Zip::from(gx.lanes_mut(Axis(axis))).and(&argmax).and(&g).for_each(
-                |mut lane, &i, &gv| lane[i] = gv,
-            );
-            vec![Some(gx)]
-        })
+        self.tape
+            .push_op("max_axis", &[self], value, move |g, _, _| {
+                let mut gx = ArrayD::zeros(shape.clone());
+                let g = if keepdim {
+                    g.view().remove_axis(Axis(axis))
+                } else {
+                    g.view()
+                };
+                Zip::from(gx.lanes_mut(Axis(axis)))
+                    .and(&argmax)
+                    .and(&g)
+                    .for_each(|mut lane, &i, &gv| lane[i] = gv);
+                vec![Some(gx)]
+            })
     }
 }
 
@@ -115,15 +138,31 @@ mod tests {
         let ins = [x];
         assert_eq!(eval(|v| v[0].sum(), &ins)[[]], 25.0);
         assert!((eval(|v| v[0].mean(), &ins)[[]] - 25.0 / 6.0).abs() < 1e-15);
-        assert_close(&eval(|v| v[0].sum_axis(0, false), &ins), &arr1(&[5.0, 8.0, 12.0]).into_dyn(), 0.0);
+        assert_close(
+            &eval(|v| v[0].sum_axis(0, false), &ins),
+            &arr1(&[5.0, 8.0, 12.0]).into_dyn(),
+            0.0,
+        );
         assert_close(
             &eval(|v| v[0].sum_axis(1, true), &ins),
             &arr2(&[[10.0], [15.0]]).into_dyn(),
             0.0,
         );
-        assert_close(&eval(|v| v[0].mean_axis(1, false), &ins), &arr1(&[10.0 / 3.0, 5.0]).into_dyn(), 1e-15);
-        assert_close(&eval(|v| v[0].max_axis(0, false), &ins), &arr1(&[4.0, 6.0, 9.0]).into_dyn(), 0.0);
-        assert_close(&eval(|v| v[0].max_axis(1, true), &ins), &arr2(&[[6.0], [9.0]]).into_dyn(), 0.0);
+        assert_close(
+            &eval(|v| v[0].mean_axis(1, false), &ins),
+            &arr1(&[10.0 / 3.0, 5.0]).into_dyn(),
+            1e-15,
+        );
+        assert_close(
+            &eval(|v| v[0].max_axis(0, false), &ins),
+            &arr1(&[4.0, 6.0, 9.0]).into_dyn(),
+            0.0,
+        );
+        assert_close(
+            &eval(|v| v[0].max_axis(1, true), &ins),
+            &arr2(&[[6.0], [9.0]]).into_dyn(),
+            0.0,
+        );
     }
 
     #[test]

@@ -14,16 +14,23 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let mut seen = vec![false; x.ndim()];
         let valid = axes.len() == x.ndim()
-            && axes.iter().all(|&a| a < seen.len() && !std::mem::replace(&mut seen[a], true));
-        assert!(valid, "permute: axes {axes:?} are not a permutation for shape {:?}", x.shape());
+            && axes
+                .iter()
+                .all(|&a| a < seen.len() && !std::mem::replace(&mut seen[a], true));
+        assert!(
+            valid,
+            "permute: axes {axes:?} are not a permutation for shape {:?}",
+            x.shape()
+        );
         let value = (*x).clone().permuted_axes(IxDyn(axes));
         let mut inverse = vec![0; axes.len()];
         for (i, &a) in axes.iter().enumerate() {
             inverse[a] = i;
         }
-        self.tape.push_op("permute", &[self], value, move |g, _, _| {
-            vec![Some(g.clone().permuted_axes(IxDyn(&inverse)))]
-        })
+        self.tape
+            .push_op("permute", &[self], value, move |g, _, _| {
+                vec![Some(g.clone().permuted_axes(IxDyn(&inverse)))]
+            })
     }
 
     /// The same elements (in row-major order) in a new shape.
@@ -43,12 +50,20 @@ impl<'t, T: Float> Var<'t, T> {
             x.shape(),
             x.len()
         );
-        let value = x.as_standard_layout().into_owned().into_shape_with_order(shape).expect("sizes match");
+        let value = x
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(shape)
+            .expect("sizes match");
         let original = x.shape().to_vec();
-        self.tape.push_op("reshape", &[self], value, move |g, _, _| {
-            let g = g.as_standard_layout().into_owned();
-            vec![Some(g.into_shape_with_order(original.as_slice()).expect("sizes match"))]
-        })
+        self.tape
+            .push_op("reshape", &[self], value, move |g, _, _| {
+                let g = g.as_standard_layout().into_owned();
+                vec![Some(
+                    g.into_shape_with_order(original.as_slice())
+                        .expect("sizes match"),
+                )]
+            })
     }
 
     /// Broadcasts to `shape` under NumPy rules; the gradient is summed back.
@@ -56,12 +71,16 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let value = match x.broadcast(shape) {
             Some(view) => view.to_owned(),
-            None => panic!("broadcast_to: shape {:?} cannot be broadcast to {shape:?}", x.shape()),
+            None => panic!(
+                "broadcast_to: shape {:?} cannot be broadcast to {shape:?}",
+                x.shape()
+            ),
         };
         let original = x.shape().to_vec();
-        self.tape.push_op("broadcast_to", &[self], value, move |g, _, _| {
-            vec![Some(sum_to(g, &original))]
-        })
+        self.tape
+            .push_op("broadcast_to", &[self], value, move |g, _, _| {
+                vec![Some(sum_to(g, &original))]
+            })
     }
 
     /// Joins values along `axis`; all other axes must agree.
@@ -80,26 +99,37 @@ impl<'t, T: Float> Var<'t, T> {
         check_axis("concat", axis, &first);
         for v in &values[1..] {
             let ok = v.ndim() == first.len()
-                && v.shape().iter().zip(&first).enumerate().all(|(i, (a, b))| i == axis || a == b);
-            assert!(ok, "concat: shapes {first:?} and {:?} differ off axis {axis}", v.shape());
+                && v.shape()
+                    .iter()
+                    .zip(&first)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == axis || a == b);
+            assert!(
+                ok,
+                "concat: shapes {first:?} and {:?} differ off axis {axis}",
+                v.shape()
+            );
         }
         let views: Vec<_> = values.iter().map(|v| v.view()).collect();
         let value = ndarray::concatenate(Axis(axis), &views).expect("shapes checked");
         let lengths: Vec<usize> = values.iter().map(|v| v.shape()[axis]).collect();
-        parts[0].tape.push_op("concat", parts, value, move |g, _, needs| {
-            let mut start = 0;
-            lengths
-                .iter()
-                .zip(needs)
-                .map(|(&len, &need)| {
-                    let part = need.then(|| {
-                        g.slice_axis(Axis(axis), Slice::from(start..start + len)).to_owned()
-                    });
-                    start += len;
-                    part
-                })
-                .collect()
-        })
+        parts[0]
+            .tape
+            .push_op("concat", parts, value, move |g, _, needs| {
+                let mut start = 0;
+                lengths
+                    .iter()
+                    .zip(needs)
+                    .map(|(&len, &need)| {
+                        let part = need.then(|| {
+                            g.slice_axis(Axis(axis), Slice::from(start..start + len))
+                                .to_owned()
+                        });
+                        start += len;
+                        part
+                    })
+                    .collect()
+            })
     }
 
     /// The elements with index `range` along `axis`.
@@ -118,13 +148,17 @@ impl<'t, T: Float> Var<'t, T> {
             "slice_axis: range {range:?} is out of bounds for axis {axis} of shape {:?}",
             x.shape()
         );
-        let value = x.slice_axis(Axis(axis), Slice::from(range.clone())).to_owned();
+        let value = x
+            .slice_axis(Axis(axis), Slice::from(range.clone()))
+            .to_owned();
         let shape = x.raw_dim();
-        self.tape.push_op("slice_axis", &[self], value, move |g, _, _| {
-            let mut gx = ArrayD::zeros(shape.clone());
-            gx.slice_axis_mut(Axis(axis), Slice::from(range.clone())).assign(g);
-            vec![Some(gx)]
-        })
+        self.tape
+            .push_op("slice_axis", &[self], value, move |g, _, _| {
+                let mut gx = ArrayD::zeros(shape.clone());
+                gx.slice_axis_mut(Axis(axis), Slice::from(range.clone()))
+                    .assign(g);
+                vec![Some(gx)]
+            })
     }
 
     /// Rows (indices along axis 0) in the given order; repeats are allowed and their
@@ -138,21 +172,28 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     pub fn index_select(self, rows: &[usize]) -> Var<'t, T> {
         let x = self.value();
-        assert!(x.ndim() >= 1, "index_select: cannot select rows of a scalar");
+        assert!(
+            x.ndim() >= 1,
+            "index_select: cannot select rows of a scalar"
+        );
         if let Some(&bad) = rows.iter().find(|&&r| r >= x.shape()[0]) {
-            panic!("index_select: row {bad} is out of range for shape {:?}", x.shape());
+            panic!(
+                "index_select: row {bad} is out of range for shape {:?}",
+                x.shape()
+            );
         }
         let value = x.select(Axis(0), rows);
         let rows = rows.to_vec();
         let shape = x.raw_dim();
-        self.tape.push_op("index_select", &[self], value, move |g, _, _| {
-            let mut gx = ArrayD::zeros(shape.clone());
-            for (i, &r) in rows.iter().enumerate() {
-                let mut dst = gx.index_axis_mut(Axis(0), r);
-                dst += &g.index_axis(Axis(0), i);
-            }
-            vec![Some(gx)]
-        })
+        self.tape
+            .push_op("index_select", &[self], value, move |g, _, _| {
+                let mut gx = ArrayD::zeros(shape.clone());
+                for (i, &r) in rows.iter().enumerate() {
+                    let mut dst = gx.index_axis_mut(Axis(0), r);
+                    dst += &g.index_axis(Axis(0), i);
+                }
+                vec![Some(gx)]
+            })
     }
 }
 
@@ -222,6 +263,9 @@ mod tests {
     #[test]
     #[should_panic(expected = "concat: shapes [2, 3] and [3, 3] differ off axis 1")]
     fn concat_mismatch_panics() {
-        eval(|v| Var::concat(v, 1), &[sample(&[2, 3], 1), sample(&[3, 3], 2)]);
+        eval(
+            |v| Var::concat(v, 1),
+            &[sample(&[2, 3], 1), sample(&[3, 3], 2)],
+        );
     }
 }

@@ -1,0 +1,123 @@
+//! Adagrad, as `torch.optim.Adagrad`: per-element step sizes that shrink with the sum of
+//! squared gradients seen so far.
+
+use std::collections::BTreeMap;
+
+use gradus_autograd::ndarray::{ArrayD, Zip};
+use gradus_autograd::{Float, Gradients, ParamStore};
+
+use crate::core::{check_state, for_each_param};
+use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
+
+/// Adagrad:
+/// `s += d^2; p -= lr / (1 + (t - 1) lr_decay) * d / (sqrt(s) + eps)` with `d = g + wd p`.
+///
+/// Defaults equal PyTorch's: lr 1e-2, lr_decay 0, weight_decay 0,
+/// initial_accumulator_value 0, eps 1e-10.
+///
+/// ```
+/// use gradus_optim::Adagrad;
+/// let opt = Adagrad::<f32>::default();
+/// assert_eq!((opt.lr, opt.eps), (1e-2, 1e-10));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Adagrad<T: Float = f32> {
+    /// Learning rate.
+    pub lr: f64,
+    /// Learning-rate decay per step.
+    pub lr_decay: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Starting value of the accumulator.
+    pub initial_accumulator_value: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// What to do with a parameter that got no gradient.
+    pub missing_grad: MissingGrad,
+    state: BTreeMap<String, ParamState<T>>,
+}
+
+impl<T: Float> Default for Adagrad<T> {
+    fn default() -> Self {
+        Self::new(1e-2)
+    }
+}
+
+impl<T: Float> Adagrad<T> {
+    /// Adagrad at learning rate `lr`, other settings PyTorch's defaults.
+    pub fn new(lr: f64) -> Self {
+        Self {
+            lr,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+            missing_grad: MissingGrad::Error,
+            state: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T: Float> Optimizer<T> for Adagrad<T> {
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError> {
+        let (wd, eps, init) = (
+            T::of(self.weight_decay),
+            T::of(self.eps),
+            T::of(self.initial_accumulator_value),
+        );
+        let (lr, lr_decay) = (self.lr, self.lr_decay);
+        for_each_param(
+            params,
+            grads,
+            self.missing_grad,
+            &mut self.state,
+            |p, g, slot| {
+                if !matches!(slot, Some(ParamState::Adagrad { .. })) {
+                    *slot = Some(ParamState::Adagrad {
+                        step: 0,
+                        sum: ArrayD::from_elem(p.raw_dim(), init),
+                    });
+                }
+                let Some(ParamState::Adagrad { step, sum }) = slot else {
+                    unreachable!()
+                };
+                *step += 1;
+                let clr = T::of(lr / (1.0 + (*step - 1) as f64 * lr_decay));
+                Zip::from(p).and(g).and(sum).for_each(|p, &g, s| {
+                    let d = g + wd * *p;
+                    *s += d * d;
+                    *p -= clr * d / (s.sqrt() + eps);
+                });
+            },
+        )
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn name(&self) -> &'static str {
+        "Adagrad"
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            optimizer: "Adagrad".into(),
+            lr: self.lr,
+            params: self.state.clone(),
+        }
+    }
+
+    fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError> {
+        check_state("Adagrad", &state, |s| {
+            matches!(s, ParamState::Adagrad { .. })
+        })?;
+        self.lr = state.lr;
+        self.state = state.params;
+        Ok(())
+    }
+}

@@ -1,0 +1,213 @@
+//! Adam and AdamW, as `torch.optim.Adam` / `torch.optim.AdamW`: bias-corrected moment
+//! estimates, with L2 (coupled) or decoupled weight decay and the AMSGrad variant.
+
+use std::collections::BTreeMap;
+
+use gradus_autograd::ndarray::{ArrayD, Zip};
+use gradus_autograd::{Float, Gradients, ParamStore};
+use serde::{Deserialize, Serialize};
+
+use crate::core::{check_state, for_each_param};
+use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
+
+/// How weight decay enters the update.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WeightDecay {
+    /// Added to the gradient, `d = g + wd * p` (Adam's `weight_decay`).
+    L2(f64),
+    /// Applied to the weights before the step, `p *= 1 - lr * wd` (AdamW).
+    Decoupled(f64),
+}
+
+/// Adam: `m = b1 m + (1 - b1) d`, `v = b2 v + (1 - b2) d^2`,
+/// `p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`; with AMSGrad the running
+/// maximum of `v` is used in the denominator.
+///
+/// [`Adam::new`] has Adam's defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight
+/// decay); [`Adam::adamw`] has AdamW's (the same with decoupled weight decay 1e-2).
+///
+/// ```
+/// use gradus_optim::{Adam, Optimizer, WeightDecay};
+/// let adamw = Adam::<f32>::adamw(1e-3);
+/// assert_eq!(adamw.weight_decay, WeightDecay::Decoupled(0.01));
+/// assert_eq!(adamw.name(), "AdamW");
+/// let amsgrad = Adam::<f32>::new(1e-3).amsgrad(true);
+/// assert!(amsgrad.amsgrad);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Adam<T: Float = f32> {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay rates of the first and second moment.
+    pub betas: (f64, f64),
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Weight decay, coupled (Adam) or decoupled (AdamW).
+    pub weight_decay: WeightDecay,
+    /// Use the running maximum of the second moment.
+    pub amsgrad: bool,
+    /// What to do with a parameter that got no gradient.
+    pub missing_grad: MissingGrad,
+    state: BTreeMap<String, ParamState<T>>,
+}
+
+impl<T: Float> Default for Adam<T> {
+    fn default() -> Self {
+        Self::new(1e-3)
+    }
+}
+
+impl<T: Float> Adam<T> {
+    /// Adam at learning rate `lr`, other settings PyTorch's defaults.
+    pub fn new(lr: f64) -> Self {
+        Self {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: WeightDecay::L2(0.0),
+            amsgrad: false,
+            missing_grad: MissingGrad::Error,
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// AdamW at learning rate `lr`: decoupled weight decay 1e-2, as PyTorch's default.
+    pub fn adamw(lr: f64) -> Self {
+        Self {
+            weight_decay: WeightDecay::Decoupled(1e-2),
+            ..Self::new(lr)
+        }
+    }
+
+    /// Sets the moment decay rates.
+    pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
+        self.betas = (beta1, beta2);
+        self
+    }
+
+    /// Sets eps.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Sets the weight decay.
+    pub fn weight_decay(mut self, weight_decay: WeightDecay) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Turns AMSGrad on or off.
+    pub fn amsgrad(mut self, amsgrad: bool) -> Self {
+        self.amsgrad = amsgrad;
+        self
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.weight_decay {
+            WeightDecay::L2(_) => "Adam",
+            WeightDecay::Decoupled(_) => "AdamW",
+        }
+    }
+}
+
+impl<T: Float> Optimizer<T> for Adam<T> {
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError> {
+        let (b1, b2) = self.betas;
+        let (l2, decay) = match self.weight_decay {
+            WeightDecay::L2(wd) => (T::of(wd), T::one()),
+            WeightDecay::Decoupled(wd) => (T::zero(), T::of(1.0 - self.lr * wd)),
+        };
+        let (lr, eps, amsgrad) = (self.lr, T::of(self.eps), self.amsgrad);
+        let (one_minus_b1, b2t, one_minus_b2) = (T::of(1.0 - b1), T::of(b2), T::of(1.0 - b2));
+        for_each_param(
+            params,
+            grads,
+            self.missing_grad,
+            &mut self.state,
+            |p, g, slot| {
+                if !matches!(slot, Some(ParamState::Adam { .. })) {
+                    let zeros = || ArrayD::zeros(p.raw_dim());
+                    *slot = Some(ParamState::Adam {
+                        step: 0,
+                        exp_avg: zeros(),
+                        exp_avg_sq: zeros(),
+                        max_exp_avg_sq: amsgrad.then(zeros),
+                    });
+                }
+                let Some(ParamState::Adam {
+                    step,
+                    exp_avg,
+                    exp_avg_sq,
+                    max_exp_avg_sq,
+                }) = slot
+                else {
+                    unreachable!()
+                };
+                *step += 1;
+                let t = *step as i32;
+                // Scalars in f64, as PyTorch computes them in Python floats.
+                let step_size = T::of(lr / (1.0 - b1.powi(t)));
+                let bc2_sqrt = T::of((1.0 - b2.powi(t)).sqrt());
+                let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| -> T {
+                    *p *= decay;
+                    let d = g + l2 * *p;
+                    *m += one_minus_b1 * (d - *m); // torch's lerp
+                    *v = b2t * *v + one_minus_b2 * d * d;
+                    d
+                };
+                match max_exp_avg_sq {
+                    None => {
+                        Zip::from(p)
+                            .and(g)
+                            .and(exp_avg)
+                            .and(exp_avg_sq)
+                            .for_each(|p, &g, m, v| {
+                                moments(p, g, m, v);
+                                *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+                            })
+                    }
+                    Some(vmax) => Zip::from(p)
+                        .and(g)
+                        .and(exp_avg)
+                        .and(exp_avg_sq)
+                        .and(vmax)
+                        .for_each(|p, &g, m, v, vmax| {
+                            moments(p, g, m, v);
+                            *vmax = vmax.max(*v);
+                            *p -= step_size * *m / (vmax.sqrt() / bc2_sqrt + eps);
+                        }),
+                }
+            },
+        )
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn name(&self) -> &'static str {
+        self.kind()
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            optimizer: self.kind().into(),
+            lr: self.lr,
+            params: self.state.clone(),
+        }
+    }
+
+    fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError> {
+        check_state(self.kind(), &state, |s| {
+            matches!(s, ParamState::Adam { .. })
+        })?;
+        self.lr = state.lr;
+        self.state = state.params;
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! What every optimizer shares: the trait, the per-parameter state (keyed by parameter name,
+//! serialisable), the missing-gradient policy and the errors.
+
+use std::collections::BTreeMap;
+
+use gradus_autograd::ndarray::ArrayD;
+use gradus_autograd::{Float, Gradients, ParamStore};
+use serde::{Deserialize, Serialize};
+
+/// What to do with a parameter that received no gradient in a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MissingGrad {
+    /// Refuse the step with [`OptimError::MissingGradient`] naming every such parameter
+    /// (the default: a parameter the loss does not reach is usually a bug).
+    #[default]
+    Error,
+    /// Leave the parameter and its state untouched, as PyTorch does for `grad is None`
+    /// (for frozen or conditionally used parameters).
+    Skip,
+}
+
+/// Why an optimizer step or a state restore was refused. Nothing is changed when it is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OptimError {
+    /// Parameters without a gradient under [`MissingGrad::Error`].
+    #[error(
+        "no gradient for parameter(s) {names:?}: the loss does not depend on them (use MissingGrad::Skip to leave them unchanged)"
+    )]
+    MissingGradient {
+        /// Their names.
+        names: Vec<String>,
+    },
+    /// A gradient whose shape is not its parameter's.
+    #[error("gradient of `{name}` has shape {found:?}, the parameter has {expected:?}")]
+    ShapeMismatch {
+        /// Parameter name.
+        name: String,
+        /// Parameter shape.
+        expected: Vec<usize>,
+        /// Gradient shape.
+        found: Vec<usize>,
+    },
+    /// Restored state belongs to another optimizer or another model.
+    #[error("optimizer state does not fit: {0}")]
+    State(String),
+}
+
+/// One parameter's optimizer state, with PyTorch's buffer names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum ParamState<T: Float> {
+    /// SGD: the momentum buffer once momentum has been applied.
+    Sgd {
+        /// `momentum_buffer`.
+        momentum_buffer: Option<ArrayD<T>>,
+    },
+    /// Adagrad.
+    Adagrad {
+        /// Steps taken.
+        step: u64,
+        /// `sum` of squared gradients.
+        sum: ArrayD<T>,
+    },
+    /// RMSprop.
+    RmsProp {
+        /// Steps taken.
+        step: u64,
+        /// `square_avg`.
+        square_avg: ArrayD<T>,
+        /// `grad_avg` (centered only).
+        grad_avg: Option<ArrayD<T>>,
+        /// `momentum_buffer` (momentum > 0 only).
+        momentum_buffer: Option<ArrayD<T>>,
+    },
+    /// Adam and AdamW.
+    Adam {
+        /// Steps taken.
+        step: u64,
+        /// `exp_avg`, the first moment.
+        exp_avg: ArrayD<T>,
+        /// `exp_avg_sq`, the second moment.
+        exp_avg_sq: ArrayD<T>,
+        /// `max_exp_avg_sq` (amsgrad only).
+        max_exp_avg_sq: Option<ArrayD<T>>,
+    },
+}
+
+/// A serialisable snapshot of an optimizer: its kind, current learning rate and the state
+/// of every parameter by name. Restoring it makes a resumed run continue exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct OptimizerState<T: Float> {
+    /// `"Sgd"`, `"Adagrad"`, `"RmsProp"`, `"Adam"` or `"AdamW"`.
+    pub optimizer: String,
+    /// The learning rate at the time of the snapshot.
+    pub lr: f64,
+    /// Per-parameter state by parameter name.
+    pub params: BTreeMap<String, ParamState<T>>,
+}
+
+/// An update rule over the parameters of a store, from the gradients of one step.
+///
+/// ```
+/// use gradus_autograd::{value_and_grad, ParamStore, ndarray::arr1};
+/// use gradus_optim::{Optimizer, Sgd};
+///
+/// let mut params = ParamStore::<f64>::new();
+/// let w = params.insert("w", arr1(&[1.0, -2.0]).into_dyn()).unwrap();
+/// let mut opt = Sgd::new(0.1);
+/// let (_, grads) = value_and_grad(|tape| tape.param(&params, w).square().sum());
+/// opt.step(&mut params, &grads).unwrap();
+/// assert_eq!(params.get(w).as_slice().unwrap(), &[0.8, -1.6]); // w - 0.1 * 2w
+/// ```
+pub trait Optimizer<T: Float> {
+    /// Updates every parameter of `params` in place.
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError>;
+    /// The current learning rate.
+    fn lr(&self) -> f64;
+    /// Sets the learning rate (what a schedule does between steps).
+    fn set_lr(&mut self, lr: f64);
+    /// The optimizer's name, as in [`OptimizerState::optimizer`].
+    fn name(&self) -> &'static str;
+    /// A snapshot of the state.
+    fn state(&self) -> OptimizerState<T>;
+    /// Restores a snapshot taken by [`Optimizer::state`] of the same kind of optimizer.
+    fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError>;
+}
+
+/// Checks every gradient first (so a refused step changes nothing), then calls `update`
+/// with each parameter's name, value, gradient and state slot.
+pub(crate) fn for_each_param<T: Float>(
+    params: &mut ParamStore<T>,
+    grads: &Gradients<T>,
+    policy: MissingGrad,
+    state: &mut BTreeMap<String, ParamState<T>>,
+    mut update: impl FnMut(&mut ArrayD<T>, &ArrayD<T>, &mut Option<ParamState<T>>),
+) -> Result<(), OptimError> {
+    let mut missing = Vec::new();
+    for (id, name, value) in params.iter() {
+        match grads.get(id) {
+            None => missing.push(name.to_owned()),
+            Some(g) if g.shape() != value.shape() => {
+                return Err(OptimError::ShapeMismatch {
+                    name: name.to_owned(),
+                    expected: value.shape().to_vec(),
+                    found: g.shape().to_vec(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    if !missing.is_empty() && policy == MissingGrad::Error {
+        return Err(OptimError::MissingGradient { names: missing });
+    }
+    let ids: Vec<_> = params.ids().collect();
+    for id in ids {
+        let Some(g) = grads.get(id) else { continue };
+        let name = params.name(id).to_owned();
+        let mut slot = state.remove(&name);
+        update(params.get_mut(id), g, &mut slot);
+        if let Some(s) = slot {
+            state.insert(name, s);
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a snapshot is of the expected optimizer and that every entry has the
+/// expected variant.
+pub(crate) fn check_state<T: Float>(
+    expected: &str,
+    state: &OptimizerState<T>,
+    fits: impl Fn(&ParamState<T>) -> bool,
+) -> Result<(), OptimError> {
+    if state.optimizer != expected {
+        return Err(OptimError::State(format!(
+            "snapshot is of {}, this optimizer is {expected}",
+            state.optimizer
+        )));
+    }
+    if let Some((name, _)) = state.params.iter().find(|(_, s)| !fits(s)) {
+        return Err(OptimError::State(format!(
+            "state of `{name}` is not {expected} state"
+        )));
+    }
+    Ok(())
+}

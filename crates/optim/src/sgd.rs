@@ -1,0 +1,194 @@
+//! Stochastic gradient descent with optional momentum (classic or Nesterov), dampening and
+//! L2 weight decay, as `torch.optim.SGD`.
+//!
+//! Plain SGD is the update of batch, stochastic and mini-batch gradient descent alike: which
+//! one it is depends only on how many samples the gradient was averaged over.
+
+use std::collections::BTreeMap;
+
+use gradus_autograd::ndarray::Zip;
+use gradus_autograd::{Float, Gradients, ParamStore};
+use serde::{Deserialize, Serialize};
+
+use crate::core::{check_state, for_each_param};
+use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
+
+/// The momentum variants of SGD.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum Momentum {
+    /// Plain gradient descent (PyTorch's `momentum=0`).
+    #[default]
+    None,
+    /// Heavy-ball momentum: `b = momentum * b + (1 - dampening) * g`, step along `b`.
+    Classic {
+        /// Momentum factor.
+        momentum: f64,
+        /// Dampening of the new gradient.
+        dampening: f64,
+    },
+    /// Nesterov momentum: step along `g + momentum * b` (no dampening, as PyTorch requires).
+    Nesterov {
+        /// Momentum factor.
+        momentum: f64,
+    },
+}
+
+/// SGD: `p -= lr * d` with `d` the (weight-decayed, momentum-filtered) gradient.
+///
+/// Defaults equal PyTorch's: lr 1e-3, no momentum, dampening 0, weight decay 0.
+///
+/// ```
+/// use gradus_optim::{Momentum, Sgd};
+/// let opt = Sgd::<f32>::new(0.1).momentum(0.9).weight_decay(5e-4);
+/// assert_eq!(opt.momentum, Momentum::Classic { momentum: 0.9, dampening: 0.0 });
+/// let nesterov = Sgd::<f32>::new(0.1).nesterov(0.9);
+/// assert_eq!(nesterov.momentum, Momentum::Nesterov { momentum: 0.9 });
+/// ```
+#[derive(Clone, Debug)]
+pub struct Sgd<T: Float = f32> {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum variant.
+    pub momentum: Momentum,
+    /// L2 penalty added to the gradient: `g + weight_decay * p`.
+    pub weight_decay: f64,
+    /// What to do with a parameter that got no gradient.
+    pub missing_grad: MissingGrad,
+    state: BTreeMap<String, ParamState<T>>,
+}
+
+impl<T: Float> Default for Sgd<T> {
+    fn default() -> Self {
+        Self::new(1e-3)
+    }
+}
+
+impl<T: Float> Sgd<T> {
+    /// Plain SGD at learning rate `lr`.
+    pub fn new(lr: f64) -> Self {
+        Self {
+            lr,
+            momentum: Momentum::None,
+            weight_decay: 0.0,
+            missing_grad: MissingGrad::Error,
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// Classic momentum without dampening.
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = Momentum::Classic {
+            momentum,
+            dampening: 0.0,
+        };
+        self
+    }
+
+    /// Classic momentum with dampening.
+    pub fn momentum_dampened(mut self, momentum: f64, dampening: f64) -> Self {
+        self.momentum = Momentum::Classic {
+            momentum,
+            dampening,
+        };
+        self
+    }
+
+    /// Nesterov momentum.
+    pub fn nesterov(mut self, momentum: f64) -> Self {
+        self.momentum = Momentum::Nesterov { momentum };
+        self
+    }
+
+    /// L2 weight decay.
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// The missing-gradient policy.
+    pub fn missing_grad(mut self, policy: MissingGrad) -> Self {
+        self.missing_grad = policy;
+        self
+    }
+}
+
+impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError> {
+        let lr = T::of(self.lr);
+        let wd = T::of(self.weight_decay);
+        let (mu, damp, nesterov) = match self.momentum {
+            Momentum::None => (None, T::zero(), false),
+            Momentum::Classic {
+                momentum,
+                dampening,
+            } => (Some(T::of(momentum)), T::of(dampening), false),
+            Momentum::Nesterov { momentum } => (Some(T::of(momentum)), T::zero(), true),
+        };
+        for_each_param(
+            params,
+            grads,
+            self.missing_grad,
+            &mut self.state,
+            |p, g, slot| {
+                let Some(mu) = mu else {
+                    Zip::from(p)
+                        .and(g)
+                        .for_each(|p, &g| *p -= lr * (g + wd * *p));
+                    return;
+                };
+                match slot {
+                    Some(ParamState::Sgd {
+                        momentum_buffer: Some(buf),
+                    }) => {
+                        // b = mu b + (1 - dampening) d; step along d + mu b (Nesterov) or b.
+                        let keep = T::one() - damp;
+                        Zip::from(p).and(g).and(buf).for_each(|p, &g, b| {
+                            let d = g + wd * *p;
+                            *b = mu * *b + keep * d;
+                            *p -= lr * if nesterov { d + mu * *b } else { *b };
+                        });
+                    }
+                    _ => {
+                        // First step: the buffer is the gradient itself, undampened.
+                        let mut buf = g.clone();
+                        Zip::from(p).and(&mut buf).for_each(|p, b| {
+                            let d = *b + wd * *p;
+                            *b = d;
+                            *p -= lr * if nesterov { d + mu * d } else { d };
+                        });
+                        *slot = Some(ParamState::Sgd {
+                            momentum_buffer: Some(buf),
+                        });
+                    }
+                }
+            },
+        )
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn name(&self) -> &'static str {
+        "Sgd"
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            optimizer: "Sgd".into(),
+            lr: self.lr,
+            params: self.state.clone(),
+        }
+    }
+
+    fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError> {
+        check_state("Sgd", &state, |s| matches!(s, ParamState::Sgd { .. }))?;
+        self.lr = state.lr;
+        self.state = state.params;
+        Ok(())
+    }
+}
