@@ -1,1 +1,43 @@
-//! placeholder
+//! # gradus
+//!
+//! A small, fast and dependable neural-network framework in pure Rust: define a network in
+//! Rust code, train it on a CPU with any member of the gradient-descent family, save it.
+//!
+//! This facade re-exports the parts ([`autograd`], [`layers`], [`optim`]) and adds the
+//! [`Trainer`], [`data`] loading (datasets, batches, IDX / MNIST) and [`checkpoint`] I/O.
+//!
+//! ```
+//! use gradus::{Dataset, Progress, Sequential, Trainer, TrainerConfig, BatchSize};
+//! use gradus::optim::Sgd;
+//! use gradus::ndarray::arr2;
+//!
+//! // XOR with a small MLP and momentum SGD.
+//! let x = arr2(&[[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).into_dyn();
+//! let data = Dataset::classification(x, vec![0, 1, 1, 0]).unwrap();
+//! let (model, mut params) = Sequential::<f32>::new().linear(2, 8).tanh().linear(8, 2).build(1).unwrap();
+//! let config = TrainerConfig { epochs: 300, batch_size: BatchSize::Full, progress: Progress::Quiet, ..Default::default() };
+//! let mut trainer = Trainer::new(config, Sgd::new(0.5).momentum(0.9));
+//! trainer.fit(&model, &mut params, &data, None).unwrap();
+//! assert_eq!(trainer.evaluate(&model, &params, &data).accuracy, Some(1.0));
+//! ```
+
+pub mod checkpoint;
+pub mod data;
+mod error;
+mod trainer;
+
+pub use gradus_autograd as autograd;
+pub use gradus_autograd::ndarray;
+pub use gradus_layers as layers;
+pub use gradus_optim as optim;
+
+pub use checkpoint::CheckpointError;
+pub use data::mnist::Mnist;
+pub use data::{Batch, BatchSize, Dataset, Targets};
+pub use error::DataError;
+pub use gradus_autograd::{Gradients, ParamStore, Tape, Var, value_and_grad};
+pub use gradus_layers::{Mode, Module, Sequential};
+pub use trainer::{
+    CheckpointConfig, CheckpointWhen, EarlyStopping, EpochRecord, Evaluation, History, Loss,
+    Metric, NonFinite, Progress, TrainError, Trainer, TrainerConfig, TrainingState, predict,
+};

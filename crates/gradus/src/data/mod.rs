@@ -1,0 +1,220 @@
+//! Datasets held in memory, mini-batch iteration, and the IDX / MNIST readers.
+//!
+//! The batch size decides which gradient descent a training run is: [`BatchSize::Full`]
+//! (batch GD: one step per epoch over the whole set), [`BatchSize::Stochastic`] (one
+//! sample per step) or [`BatchSize::Mini`] (n samples per step).
+
+pub mod idx;
+pub mod mnist;
+
+use gradus_autograd::Float;
+use gradus_autograd::ndarray::{ArrayD, Axis};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::DataError;
+
+/// How many samples one gradient step averages over, named by the variant it makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchSize {
+    /// Batch gradient descent: the whole training set per step.
+    Full,
+    /// Stochastic gradient descent: one sample per step.
+    Stochastic,
+    /// Mini-batch gradient descent: `n` samples per step.
+    Mini(usize),
+}
+
+impl BatchSize {
+    /// From a number: 1 is stochastic GD, `n >= dataset size` is batch GD.
+    ///
+    /// ```
+    /// use gradus::BatchSize;
+    /// assert_eq!(BatchSize::from_count(1, 60_000), BatchSize::Stochastic);
+    /// assert_eq!(BatchSize::from_count(64, 60_000), BatchSize::Mini(64));
+    /// assert_eq!(BatchSize::from_count(60_000, 60_000), BatchSize::Full);
+    /// assert_eq!(BatchSize::Mini(64).variant(), "mini-batch gradient descent");
+    /// ```
+    pub fn from_count(n: usize, dataset_len: usize) -> Self {
+        match n {
+            1 => BatchSize::Stochastic,
+            n if n >= dataset_len => BatchSize::Full,
+            n => BatchSize::Mini(n),
+        }
+    }
+
+    /// Samples per batch for a dataset of `len` samples.
+    pub fn samples(self, len: usize) -> usize {
+        match self {
+            BatchSize::Full => len.max(1),
+            BatchSize::Stochastic => 1,
+            BatchSize::Mini(n) => n.min(len).max(1),
+        }
+    }
+
+    /// The gradient-descent variant this batch size gives.
+    pub fn variant(self) -> &'static str {
+        match self {
+            BatchSize::Full => "batch gradient descent",
+            BatchSize::Stochastic => "stochastic gradient descent",
+            BatchSize::Mini(_) => "mini-batch gradient descent",
+        }
+    }
+}
+
+/// What a dataset's samples are labelled with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets<T: Float> {
+    /// A class index per sample (for cross-entropy).
+    Classes(Vec<usize>),
+    /// A value array per sample, `[n, ...]` (for regression or BCE).
+    Values(ArrayD<T>),
+}
+
+/// Inputs `[n, ...]` and their targets, in memory.
+///
+/// ```
+/// use gradus::Dataset;
+/// use gradus::ndarray::arr2;
+/// let d = Dataset::classification(arr2(&[[0.0f32, 1.0], [1.0, 0.0], [1.0, 1.0]]).into_dyn(), vec![1, 1, 0]).unwrap();
+/// let (train, valid) = d.split(1.0 / 3.0, 7);
+/// assert_eq!((train.len(), valid.len()), (2, 1));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset<T: Float = f32> {
+    inputs: ArrayD<T>,
+    targets: Targets<T>,
+}
+
+/// One mini-batch, copied out of a dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch<T: Float> {
+    /// Inputs `[b, ...]`.
+    pub inputs: ArrayD<T>,
+    /// Targets of the same samples.
+    pub targets: Targets<T>,
+}
+
+impl<T: Float> Dataset<T> {
+    /// A classification set; labels must be as many as input rows.
+    pub fn classification(inputs: ArrayD<T>, labels: Vec<usize>) -> Result<Self, DataError> {
+        Self::new(inputs, Targets::Classes(labels))
+    }
+
+    /// A regression set; targets must have as many rows as inputs.
+    pub fn regression(inputs: ArrayD<T>, targets: ArrayD<T>) -> Result<Self, DataError> {
+        Self::new(inputs, Targets::Values(targets))
+    }
+
+    fn new(inputs: ArrayD<T>, targets: Targets<T>) -> Result<Self, DataError> {
+        if inputs.ndim() == 0 {
+            return Err(DataError::Invalid(
+                "inputs must have a sample axis, got a scalar".into(),
+            ));
+        }
+        let n = inputs.shape()[0];
+        let m = match &targets {
+            Targets::Classes(c) => c.len(),
+            Targets::Values(v) => v.shape().first().copied().unwrap_or(0),
+        };
+        if n != m {
+            return Err(DataError::Invalid(format!(
+                "{n} input rows but {m} targets"
+            )));
+        }
+        Ok(Self { inputs, targets })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.inputs.shape()[0]
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The inputs.
+    pub fn inputs(&self) -> &ArrayD<T> {
+        &self.inputs
+    }
+
+    /// The targets.
+    pub fn targets(&self) -> &Targets<T> {
+        &self.targets
+    }
+
+    /// The class labels, if this is a classification set.
+    pub fn labels(&self) -> Option<&[usize]> {
+        match &self.targets {
+            Targets::Classes(c) => Some(c),
+            Targets::Values(_) => None,
+        }
+    }
+
+    /// The samples at `indices`, in that order.
+    pub fn batch(&self, indices: &[usize]) -> Batch<T> {
+        let inputs = self.inputs.select(Axis(0), indices);
+        let targets = match &self.targets {
+            Targets::Classes(c) => Targets::Classes(indices.iter().map(|&i| c[i]).collect()),
+            Targets::Values(v) => Targets::Values(v.select(Axis(0), indices)),
+        };
+        Batch { inputs, targets }
+    }
+
+    /// A new dataset of the samples at `indices`.
+    pub fn subset(&self, indices: &[usize]) -> Self {
+        let b = self.batch(indices);
+        Self {
+            inputs: b.inputs,
+            targets: b.targets,
+        }
+    }
+
+    /// The first `n` samples (or all, if fewer).
+    pub fn take(&self, n: usize) -> Self {
+        self.subset(&(0..n.min(self.len())).collect::<Vec<_>>())
+    }
+
+    /// A seeded random split: `(rest, held_out)` with `round(fraction * len)` samples held out.
+    pub fn split(&self, fraction: f64, seed: u64) -> (Self, Self) {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let k = ((fraction.clamp(0.0, 1.0) * self.len() as f64).round() as usize).min(self.len());
+        let (held, rest) = order.split_at(k);
+        (self.subset(rest), self.subset(held))
+    }
+
+    /// The index lists of one epoch's batches: every sample exactly once (unless
+    /// `drop_last` drops a final partial batch), shuffled by `rng` if given.
+    ///
+    /// ```
+    /// use gradus::{BatchSize, Dataset};
+    /// use gradus::ndarray::ArrayD;
+    /// let d = Dataset::<f32>::classification(ArrayD::zeros(vec![10, 2]), vec![0; 10]).unwrap();
+    /// let batches = d.epoch_batches(BatchSize::Mini(4), None, false);
+    /// assert_eq!(batches, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
+    /// assert_eq!(d.epoch_batches(BatchSize::Mini(4), None, true).len(), 2);
+    /// ```
+    pub fn epoch_batches<R: Rng + ?Sized>(
+        &self,
+        batch_size: BatchSize,
+        rng: Option<&mut R>,
+        drop_last: bool,
+    ) -> Vec<Vec<usize>> {
+        let n = self.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        if let Some(rng) = rng {
+            order.shuffle(rng);
+        }
+        let size = batch_size.samples(n);
+        order
+            .chunks(size)
+            .filter(|c| !drop_last || c.len() == size)
+            .map(|c| c.to_vec())
+            .collect()
+    }
+}

@@ -1,0 +1,342 @@
+//! Trains an MLP on the real MNIST digits and saves its weights.
+//!
+//! ```text
+//! cargo run --example mnist                       # train with the defaults, save mnist-mlp.gradus
+//! cargo run --example mnist -- --eval mnist-mlp.gradus
+//! cargo run --example mnist -- --optimizer sgd --batch-size 1       # stochastic GD
+//! cargo run --example mnist -- --data-dir /usr/share/datasets/fashion-mnist
+//! ```
+//!
+//! Bad flag values exit with status 2 and one line saying what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use gradus::checkpoint;
+use gradus::data::mnist::{Mnist, Provenance};
+use gradus::layers::Sequential;
+use gradus::optim::{Adagrad, Adam, Optimizer, RmsProp, Schedule, Sgd};
+use gradus::{BatchSize, Progress, Trainer, TrainerConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Opt {
+    /// Plain gradient descent (batch, stochastic or mini-batch by --batch-size).
+    Sgd,
+    /// SGD with momentum 0.9.
+    Momentum,
+    /// SGD with Nesterov momentum 0.9.
+    Nesterov,
+    Adagrad,
+    Rmsprop,
+    Adam,
+    Adamw,
+}
+
+impl Opt {
+    fn default_lr(self) -> f64 {
+        match self {
+            Opt::Sgd => 0.1,
+            Opt::Momentum | Opt::Nesterov => 0.05,
+            Opt::Adagrad => 0.05,
+            Opt::Rmsprop | Opt::Adam | Opt::Adamw => 1e-3,
+        }
+    }
+
+    fn build(self, lr: f64) -> Box<dyn Optimizer<f32>> {
+        match self {
+            Opt::Sgd => Box::new(Sgd::new(lr)),
+            Opt::Momentum => Box::new(Sgd::new(lr).momentum(0.9)),
+            Opt::Nesterov => Box::new(Sgd::new(lr).nesterov(0.9)),
+            Opt::Adagrad => Box::new(Adagrad::new(lr)),
+            Opt::Rmsprop => Box::new(RmsProp::new(lr)),
+            Opt::Adam => Box::new(Adam::new(lr)),
+            Opt::Adamw => Box::new(Adam::adamw(lr)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Sched {
+    /// The same learning rate throughout.
+    Constant,
+    /// Cosine annealing to 0 over the whole run.
+    Cosine,
+    /// OneCycle with the learning rate as its peak.
+    Onecycle,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Train an MLP on MNIST (or Fashion-MNIST) with gradus and save its weights")]
+struct Args {
+    /// Update rule.
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: Opt,
+    /// Learning rate (default: 0.1 sgd, 0.05 momentum/nesterov/adagrad, 1e-3 rmsprop/adam/adamw).
+    #[arg(long, value_parser = positive_f64)]
+    lr: Option<f64>,
+    /// Learning-rate schedule over the run.
+    #[arg(long, value_enum, default_value = "cosine")]
+    schedule: Sched,
+    /// Passes over the 60,000 training images.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: u64,
+    /// Samples per step: 1 = stochastic GD, 60000 = batch GD, otherwise mini-batch GD.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Hidden layer sizes, comma-separated.
+    #[arg(long, default_value = "256,128", value_parser = hidden_size, value_delimiter = ',')]
+    hidden: Vec<usize>,
+    /// Dropout after each hidden layer (0 for none).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    dropout: f64,
+    /// Seed for initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Directory with the four IDX files (raw or .gz).
+    #[arg(long, env = "MNIST_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Where to save the trained weights.
+    #[arg(long, default_value = "mnist-mlp.gradus")]
+    output: PathBuf,
+    /// Also export the weights as safetensors (loadable with safetensors.torch.load_file).
+    #[arg(long)]
+    safetensors: Option<PathBuf>,
+    /// Load weights from this file and report the test accuracy instead of training.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Print only the final result.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn hidden_size(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("hidden sizes must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be in [0, 1), got {v}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A usage error: one line on stderr, exit status 2 (as clap's own errors).
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn default_data_dir() -> PathBuf {
+    let here = PathBuf::from("data/mnist");
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")
+}
+
+/// Checks up front that the output can be written, so a long run cannot fail at the end.
+fn check_writable(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(format!("output {} is a directory", path.display()));
+    }
+    tempfile::Builder::new()
+        .prefix(".gradus-probe-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| format!("cannot write the output {}: {e}", path.display()))
+}
+
+fn build_model(
+    args: &Args,
+    inputs: usize,
+) -> Result<(Sequential<f32>, gradus::ParamStore<f32>), String> {
+    let mut builder = Sequential::<f32>::new();
+    let mut width = inputs;
+    for &h in &args.hidden {
+        builder = builder.linear(width, h).relu();
+        if args.dropout > 0.0 {
+            builder = builder.dropout(args.dropout);
+        }
+        width = h;
+    }
+    builder
+        .linear(width, 10)
+        .build(args.seed)
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    if args.eval.is_none() {
+        if let Err(e) = check_writable(&args.output) {
+            return usage_error(e);
+        }
+        if let Some(st) = &args.safetensors
+            && let Err(e) = check_writable(st)
+        {
+            return usage_error(e);
+        }
+    }
+    let t0 = Instant::now();
+    let mnist = match Mnist::load(&data_dir) {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
+    };
+    let (rows, cols) = mnist.image_size;
+    if !args.quiet {
+        let what = match &mnist.provenance {
+            Provenance::Mnist => "MNIST (checksums verified)".to_string(),
+            Provenance::FashionMnist => "Fashion-MNIST (checksums verified)".to_string(),
+            Provenance::Unknown(notes) => format!("unrecognised IDX files ({})", notes.join("; ")),
+        };
+        println!(
+            "data: {} from {}: {} train, {} test, {rows}x{cols} images, loaded in {:.1}s",
+            what,
+            data_dir.display(),
+            mnist.train.len(),
+            mnist.test.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let (model, mut params) = match build_model(&args, rows * cols) {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
+    };
+
+    if let Some(path) = &args.eval {
+        if let Err(e) = checkpoint::load_weights(path, &mut params) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+        let trainer = Trainer::new(TrainerConfig::default(), Sgd::<f32>::new(0.0));
+        let eval = trainer.evaluate(&model, &params, &mnist.test);
+        println!(
+            "{}: test loss {:.4}, test accuracy {:.2}%",
+            path.display(),
+            eval.loss,
+            100.0 * eval.accuracy.unwrap_or(0.0)
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    let lr = args.lr.unwrap_or_else(|| args.optimizer.default_lr());
+    let batch_size = BatchSize::from_count(args.batch_size as usize, mnist.train.len());
+    let steps_per_epoch = mnist
+        .train
+        .len()
+        .div_ceil(batch_size.samples(mnist.train.len())) as u64;
+    let total_steps = steps_per_epoch * args.epochs;
+    let schedule = match args.schedule {
+        Sched::Constant => Schedule::Constant,
+        Sched::Cosine => Schedule::CosineAnnealing {
+            t_max: total_steps,
+            eta_min: 0.0,
+        },
+        Sched::Onecycle => Schedule::one_cycle(lr, total_steps),
+    };
+    if !args.quiet {
+        println!("model:\n{}", model.summary(&params));
+        println!(
+            "training: {:?} lr {lr} ({:?} schedule), {} epochs, batch {} = {}, seed {}; validation = the 10,000 test images",
+            args.optimizer,
+            args.schedule,
+            args.epochs,
+            args.batch_size,
+            batch_size.variant(),
+            args.seed
+        );
+    }
+    let config = TrainerConfig {
+        epochs: args.epochs as usize,
+        batch_size,
+        seed: args.seed,
+        schedule,
+        progress: if args.quiet {
+            Progress::Quiet
+        } else {
+            Progress::Auto
+        },
+        ..TrainerConfig::default()
+    };
+    let mut trainer = Trainer::new(config, BoxedOptimizer(args.optimizer.build(lr)));
+    let started = Instant::now();
+    let history = match trainer.fit(&model, &mut params, &mnist.train, Some(&mnist.test)) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let train_secs = started.elapsed().as_secs_f64();
+    let last = history.epochs.last().expect("at least one epoch");
+    if let Err(e) = checkpoint::save_weights(&args.output, &params) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    if let Some(st) = &args.safetensors
+        && let Err(e) = checkpoint::export_safetensors(st, &params)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    println!(
+        "test accuracy {:.2}% (loss {:.4}) after {} epochs, {:.1}s of training; weights saved to {}",
+        100.0 * last.val_accuracy.unwrap_or(0.0),
+        last.val_loss.unwrap_or(f64::NAN),
+        history.epochs.len(),
+        train_secs,
+        args.output.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Lets a boxed optimizer chosen at run time drive the trainer.
+struct BoxedOptimizer(Box<dyn Optimizer<f32>>);
+
+impl Optimizer<f32> for BoxedOptimizer {
+    fn step(
+        &mut self,
+        params: &mut gradus::ParamStore<f32>,
+        grads: &gradus::Gradients<f32>,
+    ) -> Result<(), gradus::optim::OptimError> {
+        self.0.step(params, grads)
+    }
+    fn lr(&self) -> f64 {
+        self.0.lr()
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.0.set_lr(lr)
+    }
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn state(&self) -> gradus::optim::OptimizerState<f32> {
+        self.0.state()
+    }
+    fn load_state(
+        &mut self,
+        state: gradus::optim::OptimizerState<f32>,
+    ) -> Result<(), gradus::optim::OptimError> {
+        self.0.load_state(state)
+    }
+}
