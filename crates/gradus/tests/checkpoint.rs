@@ -1,0 +1,182 @@
+//! Weight files: round trips, damaged files, mismatched models, atomic replacement,
+//! safetensors.
+
+use gradus::checkpoint::{self, CheckpointError, FORMAT_VERSION};
+use gradus::ndarray::ArrayD;
+use gradus::{Module, Sequential};
+
+fn mlp(seed: u64) -> (Sequential<f32>, gradus::ParamStore<f32>) {
+    Sequential::<f32>::new()
+        .linear(6, 5)
+        .relu()
+        .linear(5, 3)
+        .build(seed)
+        .unwrap()
+}
+
+fn inputs() -> ArrayD<f32> {
+    ArrayD::from_shape_fn(vec![4, 6], |ix| (ix[0] * 6 + ix[1]) as f32 / 10.0 - 1.0)
+}
+
+#[test]
+fn save_and_load_give_identical_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.gradus");
+    let (model, params) = mlp(1);
+    checkpoint::save_weights(&path, &params).unwrap();
+    let (_, mut loaded) = mlp(2);
+    assert_ne!(
+        model.predict(&loaded, inputs()),
+        model.predict(&params, inputs())
+    );
+    checkpoint::load_weights(&path, &mut loaded).unwrap();
+    assert_eq!(
+        model.predict(&loaded, inputs()),
+        model.predict(&params, inputs())
+    );
+    // f64 models too.
+    let (m64, p64) = Sequential::<f64>::new().linear(2, 2).build(3).unwrap();
+    checkpoint::save_weights(&path, &p64).unwrap();
+    let (_, mut q64) = Sequential::<f64>::new().linear(2, 2).build(4).unwrap();
+    checkpoint::load_weights(&path, &mut q64).unwrap();
+    let x = ArrayD::<f64>::ones(vec![1, 2]);
+    assert_eq!(m64.predict(&q64, x.clone()), m64.predict(&p64, x));
+}
+
+#[test]
+fn damaged_files_give_the_right_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.gradus");
+    let (_, params) = mlp(1);
+    checkpoint::save_weights(&path, &params).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let load = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        let (_, mut p) = mlp(2);
+        let before = p.export();
+        let result = checkpoint::load_weights(&path, &mut p);
+        if result.is_err() {
+            assert_eq!(p.export(), before, "a failed load changes nothing");
+        }
+        result
+    };
+    // Truncated anywhere: damaged, never a panic.
+    for cut in [0, 5, 12, 20, 40, good.len() / 2, good.len() - 1] {
+        let err = load(&good[..cut]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::Damaged { .. } | CheckpointError::NotGradus { .. }
+            ),
+            "cut {cut}: {err}"
+        );
+    }
+    // A flipped byte in the payload: checksum mismatch.
+    let mut flipped = good.clone();
+    let i = good.len() - 100;
+    flipped[i] ^= 0x40;
+    let err = load(&flipped).unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    // Not a gradus file.
+    let err = load(b"PK\x03\x04 something else entirely......................").unwrap_err();
+    assert!(matches!(err, CheckpointError::NotGradus { .. }), "{err}");
+    // A newer format version is refused clearly (before the checksum is even looked at).
+    let mut newer = good.clone();
+    newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let err = load(&newer).unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::NewerVersion { found, .. } if found == FORMAT_VERSION + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade gradus"), "{err}");
+    // The intact file still loads.
+    load(&good).unwrap();
+}
+
+#[test]
+fn another_architecture_gets_every_difference_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.gradus");
+    let (_, params) = mlp(1);
+    checkpoint::save_weights(&path, &params).unwrap();
+    let (_, mut other) = Sequential::<f32>::new()
+        .linear(6, 4)
+        .relu()
+        .linear(4, 3)
+        .relu()
+        .linear(3, 3)
+        .build(0)
+        .unwrap();
+    match checkpoint::load_weights(&path, &mut other).unwrap_err() {
+        CheckpointError::Mismatch { diff, .. } => {
+            assert_eq!(
+                diff.missing,
+                vec!["4.weight".to_string(), "4.bias".to_string()]
+            );
+            assert_eq!(diff.mismatched.len(), 3, "{diff}");
+            assert!(diff.unexpected.is_empty());
+        }
+        other => panic!("expected Mismatch, got {other}"),
+    }
+    // The element type is checked too.
+    let (_, mut p64) = Sequential::<f64>::new()
+        .linear(6, 5)
+        .relu()
+        .linear(5, 3)
+        .build(0)
+        .unwrap();
+    let err = checkpoint::load_weights(&path, &mut p64).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("element type is f32, the model uses f64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn saving_replaces_the_old_file_atomically_and_leaves_no_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.gradus");
+    let (_, a) = mlp(1);
+    let (_, b) = mlp(2);
+    checkpoint::save_weights(&path, &a).unwrap();
+    checkpoint::save_weights(&path, &b).unwrap();
+    assert_eq!(checkpoint::read_weights::<f32>(&path).unwrap(), b.export());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("w.gradus")]);
+    // A save into a missing directory fails and names the path.
+    let err = checkpoint::save_weights(dir.path().join("no/such/dir/w.gradus"), &a).unwrap_err();
+    assert!(err.to_string().contains("no/such/dir"), "{err}");
+}
+
+#[test]
+fn safetensors_round_trip_keeps_names_shapes_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    let (model, params) = mlp(1);
+    checkpoint::export_safetensors(&path, &params).unwrap();
+    let tensors = checkpoint::read_safetensors::<f32>(&path).unwrap();
+    assert_eq!(
+        tensors.keys().collect::<Vec<_>>(),
+        vec!["0.bias", "0.weight", "2.bias", "2.weight"]
+    );
+    assert_eq!(
+        tensors["0.weight"].shape(),
+        &[5, 6],
+        "PyTorch's [out, in] layout"
+    );
+    let (_, mut loaded) = mlp(2);
+    checkpoint::import_safetensors(&path, &mut loaded).unwrap();
+    assert_eq!(
+        model.predict(&loaded, inputs()),
+        model.predict(&params, inputs())
+    );
+    std::fs::write(&path, b"garbage").unwrap();
+    assert!(matches!(
+        checkpoint::import_safetensors(&path, &mut loaded).unwrap_err(),
+        CheckpointError::Safetensors { .. }
+    ));
+}

@@ -1,0 +1,274 @@
+//! The Trainer on small problems: learning, early stopping, non-finite policies, resume.
+
+use gradus::ndarray::{Array2, ArrayD};
+use gradus::optim::{Adam, GradClip, Schedule, Sgd};
+use gradus::{
+    BatchSize, CheckpointConfig, CheckpointWhen, Dataset, EarlyStopping, Loss, Metric, NonFinite,
+    Progress, Sequential, TrainError, Trainer, TrainerConfig,
+};
+
+/// Three classes in the plane, separable by angle; a fixed pseudo-random cloud.
+fn spiral_ish(n: usize) -> Dataset<f32> {
+    let x = Array2::from_shape_fn((n, 2), |(i, j)| {
+        let t = (i as f32 * 0.618_034).fract() * std::f32::consts::TAU;
+        let r = 0.3 + (i as f32 * 0.414_213).fract();
+        if j == 0 { r * t.cos() } else { r * t.sin() }
+    });
+    let labels = x
+        .rows()
+        .into_iter()
+        .map(|r| {
+            (((r[1].atan2(r[0]) + std::f32::consts::PI) / std::f32::consts::TAU * 3.0) as usize)
+                .min(2)
+        })
+        .collect();
+    Dataset::classification(x.into_dyn(), labels).unwrap()
+}
+
+fn quiet(epochs: usize) -> TrainerConfig {
+    TrainerConfig {
+        epochs,
+        batch_size: BatchSize::Mini(32),
+        progress: Progress::Quiet,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn learns_a_synthetic_classification_problem_and_reports_history() {
+    let data = spiral_ish(600);
+    let (train, valid) = data.split(0.2, 1);
+    let (model, mut params) = Sequential::<f32>::new()
+        .linear(2, 32)
+        .relu()
+        .linear(32, 3)
+        .build(0)
+        .unwrap();
+    let mut trainer = Trainer::new(quiet(40), Adam::new(0.01));
+    let h = trainer
+        .fit(&model, &mut params, &train, Some(&valid))
+        .unwrap();
+    assert_eq!(h.epochs.len(), 40);
+    let (first, last) = (&h.epochs[0], h.epochs.last().unwrap());
+    assert!(
+        last.train_loss < 0.5 * first.train_loss,
+        "{} -> {}",
+        first.train_loss,
+        last.train_loss
+    );
+    assert!(last.val_accuracy.unwrap() > 0.9, "{last:?}");
+    assert!(last.samples_per_sec > 0.0 && last.wall_time_secs > 0.0 && last.lr == 0.01);
+    let eval = trainer.evaluate(&model, &params, &valid);
+    assert_eq!(Some(eval.accuracy.unwrap()), last.val_accuracy);
+    let out = trainer.predict(&model, &params, valid.inputs());
+    assert_eq!(out.shape(), &[valid.len(), 3]);
+}
+
+#[test]
+fn regression_with_mse_and_a_validation_split() {
+    let x = Array2::from_shape_fn((256, 3), |(i, j)| {
+        ((i * 13 + j * 7) % 17) as f32 / 8.0 - 1.0
+    });
+    let y = x
+        .map_axis(gradus::ndarray::Axis(1), |r| 0.5 * r[0] - r[1] + 2.0 * r[2])
+        .insert_axis(gradus::ndarray::Axis(1));
+    let data = Dataset::regression(x.into_dyn(), y.into_dyn()).unwrap();
+    let (model, mut params) = Sequential::<f32>::new().linear(3, 1).build(0).unwrap();
+    let config = TrainerConfig {
+        loss: Loss::Mse,
+        validation_split: 0.25,
+        ..quiet(60)
+    };
+    let mut trainer = Trainer::new(config, Sgd::new(0.1));
+    let h = trainer.fit(&model, &mut params, &data, None).unwrap();
+    let last = h.epochs.last().unwrap();
+    assert!(last.val_loss.unwrap() < 1e-4, "{last:?}");
+    assert_eq!(last.train_accuracy, None);
+    // A loss that does not fit the targets is refused up front.
+    let mut wrong = Trainer::new(quiet(1), Sgd::new(0.1));
+    let err = wrong.fit(&model, &mut params, &data, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("loss must be Mse or BceWithLogits"),
+        "{err}"
+    );
+}
+
+#[test]
+fn batch_size_picks_the_gradient_descent_variant() {
+    let data = spiral_ish(100);
+    for (bs, steps) in [
+        (BatchSize::Full, 1),
+        (BatchSize::Stochastic, 100),
+        (BatchSize::Mini(30), 4),
+    ] {
+        let (model, mut params) = Sequential::<f32>::new().linear(2, 3).build(0).unwrap();
+        let config = TrainerConfig {
+            batch_size: bs,
+            ..quiet(1)
+        };
+        let mut trainer = Trainer::new(config, Sgd::new(0.01).momentum(0.9));
+        trainer.fit(&model, &mut params, &data, None).unwrap();
+        assert_eq!(trainer.training_state().step, steps, "{bs:?}");
+    }
+}
+
+#[test]
+fn early_stopping_stops_after_patience_and_restores_the_best_weights() {
+    let data = spiral_ish(300);
+    let (train, valid) = data.split(0.3, 2);
+    let (model, mut params) = Sequential::<f32>::new()
+        .linear(2, 64)
+        .relu()
+        .linear(64, 3)
+        .build(0)
+        .unwrap();
+    // A huge min_delta makes every epoch after the first count as no improvement.
+    let es = EarlyStopping {
+        monitor: Metric::ValLoss,
+        patience: 3,
+        min_delta: 1e9,
+        restore_best: true,
+    };
+    let config = TrainerConfig {
+        early_stopping: Some(es),
+        ..quiet(50)
+    };
+    let mut trainer = Trainer::new(config, Adam::new(0.01));
+    let h = trainer
+        .fit(&model, &mut params, &train, Some(&valid))
+        .unwrap();
+    assert_eq!(h.epochs.len(), 4);
+    assert_eq!(h.stopped_early, Some(4));
+    assert_eq!(h.best_epoch, Some(1));
+    // The restored weights give epoch 1's validation loss.
+    let eval = trainer.evaluate(&model, &params, &valid);
+    assert!(
+        (eval.loss - h.epochs[0].val_loss.unwrap()).abs() < 1e-9,
+        "{} vs {}",
+        eval.loss,
+        h.epochs[0].val_loss.unwrap()
+    );
+}
+
+#[test]
+fn a_diverging_learning_rate_stops_or_skips_per_policy() {
+    let data = spiral_ish(200);
+    let (model, params) = Sequential::<f32>::new()
+        .linear(2, 16)
+        .relu()
+        .linear(16, 3)
+        .build(0)
+        .unwrap();
+    let mut p = params.clone();
+    let mut trainer = Trainer::new(quiet(20), Sgd::new(1e12));
+    match trainer.fit(&model, &mut p, &data, None).unwrap_err() {
+        TrainError::NonFinite { epoch, batch, what } => {
+            assert!(
+                epoch >= 1 && (what.contains("loss") || what.contains("gradient of")),
+                "{epoch} {batch} {what}"
+            );
+        }
+        other => panic!("expected NonFinite, got {other}"),
+    }
+    let mut p = params.clone();
+    let config = TrainerConfig {
+        non_finite: NonFinite::SkipBatch,
+        ..quiet(3)
+    };
+    let mut trainer = Trainer::new(config, Sgd::new(1e12));
+    let h = trainer.fit(&model, &mut p, &data, None).unwrap();
+    let skipped: usize = h.epochs.iter().map(|r| r.skipped_batches).sum();
+    assert!(skipped > 0, "{h:?}");
+    // Clipping by norm keeps the same rate from blowing up on the first steps.
+    let mut p = params.clone();
+    let config = TrainerConfig {
+        clip: Some(GradClip::norm(1.0)),
+        ..quiet(1)
+    };
+    let mut trainer = Trainer::new(config, Sgd::new(0.5));
+    assert!(trainer.fit(&model, &mut p, &data, None).is_ok());
+}
+
+#[test]
+fn resuming_from_a_checkpoint_is_bit_identical_to_an_uninterrupted_run() {
+    let data = spiral_ish(200);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.ckpt");
+    // Dropout and a schedule make the RNG and the step count matter.
+    let build = || {
+        Sequential::<f32>::new()
+            .linear(2, 16)
+            .relu()
+            .dropout(0.2)
+            .linear(16, 3)
+            .build(7)
+            .unwrap()
+    };
+    let config = |epochs| TrainerConfig {
+        seed: 11,
+        schedule: Schedule::CosineAnnealing {
+            t_max: 30,
+            eta_min: 0.0,
+        },
+        checkpoint: Some(CheckpointConfig {
+            path: ckpt.clone(),
+            when: CheckpointWhen::EveryEpoch,
+        }),
+        ..quiet(epochs)
+    };
+    let (model, mut straight) = build();
+    let mut t = Trainer::new(config(5), Adam::new(0.01));
+    t.fit(&model, &mut straight, &data, None).unwrap();
+
+    let (model, mut interrupted) = build();
+    let mut t = Trainer::new(config(2), Adam::new(0.01));
+    t.fit(&model, &mut interrupted, &data, None).unwrap();
+    // A new process: fresh model and trainer, resumed from the file.
+    let (model, mut resumed) = build();
+    let mut t = Trainer::new(config(5), Adam::new(0.01));
+    t.resume(&ckpt, &mut resumed).unwrap();
+    assert_eq!(t.epochs_done(), 2);
+    let h = t.fit(&model, &mut resumed, &data, None).unwrap();
+    assert_eq!(h.epochs.len(), 5);
+    assert_eq!(resumed.export(), straight.export(), "bit-identical weights");
+    // A checkpoint of another optimizer is refused.
+    let mut wrong = Trainer::new(config(5), Sgd::new(0.1));
+    assert!(wrong.resume(&ckpt, &mut resumed).is_err());
+}
+
+#[test]
+fn invalid_configuration_is_refused_with_the_field_name() {
+    let data = spiral_ish(10);
+    let (model, mut params) = Sequential::<f32>::new().linear(2, 3).build(0).unwrap();
+    let err = Trainer::new(
+        TrainerConfig {
+            batch_size: BatchSize::Mini(0),
+            ..quiet(1)
+        },
+        Sgd::new(0.1),
+    )
+    .fit(&model, &mut params, &data, None)
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "trainer configuration: batch_size must be at least 1, found 0"
+    );
+    let err = Trainer::new(quiet(1), Sgd::new(-1.0))
+        .fit(&model, &mut params, &data, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("learning rate"), "{err}");
+    let empty = Dataset::<f32>::classification(ArrayD::zeros(vec![0, 2]), vec![]).unwrap();
+    let err = Trainer::new(quiet(1), Sgd::new(0.1))
+        .fit(&model, &mut params, &empty, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    // A batch larger than the dataset is one full batch.
+    let config = TrainerConfig {
+        batch_size: BatchSize::Mini(1000),
+        ..quiet(1)
+    };
+    let mut t = Trainer::new(config, Sgd::new(0.1));
+    t.fit(&model, &mut params, &data, None).unwrap();
+    assert_eq!(t.training_state().step, 1);
+}
