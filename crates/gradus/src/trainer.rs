@@ -460,7 +460,10 @@ impl<T: Float> Trainer<T> {
         let epoch = self.state.epoch + 1;
         let start = Instant::now();
         let batches = {
-            let rng = self.config.shuffle.then_some(&mut self.state.rng);
+            let rng = self
+                .config
+                .shuffle
+                .then_some(&mut self.state.rng as &mut dyn rand::RngCore);
             train.epoch_batches(self.config.batch_size, rng, self.config.drop_last)
         };
         let bar = show_bar.then(|| progress_bar(batches.len() as u64, epoch, self.config.epochs));

@@ -208,7 +208,7 @@ fn batches_cover_every_sample_once_per_epoch_and_shuffle_reproducibly() {
         d.epoch_batches(BatchSize::Mini(10), Some(&mut rng), false),
     );
     assert_ne!(a, b);
-    let dropped = d.epoch_batches::<ChaCha8Rng>(BatchSize::Mini(10), None, true);
+    let dropped = d.epoch_batches(BatchSize::Mini(10), None, true);
     assert_eq!(dropped.len(), 10);
     assert!(dropped.iter().all(|b| b.len() == 10));
     // The split is seeded and disjoint.

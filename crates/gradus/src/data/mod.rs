@@ -10,7 +10,7 @@ pub mod mnist;
 use gradus_autograd::Float;
 use gradus_autograd::ndarray::{ArrayD, Axis};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -199,10 +199,10 @@ impl<T: Float> Dataset<T> {
     /// assert_eq!(batches, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
     /// assert_eq!(d.epoch_batches(BatchSize::Mini(4), None, true).len(), 2);
     /// ```
-    pub fn epoch_batches<R: Rng + ?Sized>(
+    pub fn epoch_batches(
         &self,
         batch_size: BatchSize,
-        rng: Option<&mut R>,
+        rng: Option<&mut dyn RngCore>,
         drop_last: bool,
     ) -> Vec<Vec<usize>> {
         let n = self.len();
