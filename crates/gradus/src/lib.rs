@@ -41,3 +41,8 @@ pub use trainer::{
     CheckpointConfig, CheckpointWhen, EarlyStopping, EpochRecord, Evaluation, History, Loss,
     Metric, NonFinite, Progress, TrainError, Trainer, TrainerConfig, TrainingState, predict,
 };
+
+/// The README's code blocks, compiled (and the runnable ones run) by `cargo test`.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
