@@ -74,7 +74,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: Opt,
     /// Learning rate (default: 0.1 sgd, 0.05 momentum/nesterov/adagrad, 1e-3 rmsprop/adam/adamw).
-    #[arg(long, value_parser = positive_f64)]
+    #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Learning-rate schedule over the run.
     #[arg(long, value_enum, default_value = "cosine")]
@@ -225,8 +225,7 @@ fn main() -> ExitCode {
 
     if let Some(path) = &args.eval {
         if let Err(e) = checkpoint::load_weights(path, &mut params) {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return usage_error(e);
         }
         let trainer = Trainer::new(TrainerConfig::default(), Sgd::<f32>::new(0.0));
         let eval = trainer.evaluate(&model, &params, &mnist.test);

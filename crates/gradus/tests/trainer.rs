@@ -272,3 +272,45 @@ fn invalid_configuration_is_refused_with_the_field_name() {
     t.fit(&model, &mut params, &data, None).unwrap();
     assert_eq!(t.training_state().step, 1);
 }
+
+#[test]
+fn best_metric_checkpoints_hold_the_best_epoch() {
+    let data = spiral_ish(200);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("best.ckpt");
+    let (model, mut params) = Sequential::<f32>::new()
+        .linear(2, 16)
+        .relu()
+        .linear(16, 3)
+        .build(0)
+        .unwrap();
+    let config = TrainerConfig {
+        checkpoint: Some(CheckpointConfig {
+            path: path.clone(),
+            when: CheckpointWhen::Best(Metric::TrainLoss),
+        }),
+        ..quiet(6)
+    };
+    let mut t = Trainer::new(config, Sgd::new(0.05));
+    let h = t.fit(&model, &mut params, &data, None).unwrap();
+    let best = h
+        .epochs
+        .iter()
+        .min_by(|a, b| a.train_loss.total_cmp(&b.train_loss))
+        .unwrap()
+        .epoch;
+    let mut resumed = Trainer::new(quiet(6), Sgd::new(0.05));
+    let (_, mut p) = Sequential::<f32>::new()
+        .linear(2, 16)
+        .relu()
+        .linear(16, 3)
+        .build(1)
+        .unwrap();
+    resumed.resume(&path, &mut p).unwrap();
+    assert_eq!(resumed.epochs_done(), best);
+    // A weights-only file is not a checkpoint.
+    let weights = dir.path().join("w.gradus");
+    gradus::checkpoint::save_weights(&weights, &params).unwrap();
+    let err = resumed.resume(&weights, &mut p).unwrap_err();
+    assert!(err.to_string().contains("expected Checkpoint"), "{err}");
+}

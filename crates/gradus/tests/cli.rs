@@ -1,0 +1,75 @@
+//! The MNIST example's command line: every invalid value exits with status 2 and one clear
+//! line, and an existing weights file is left untouched. (`cargo test` builds the examples.)
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example() -> PathBuf {
+    // `cargo test` builds the examples; build again in case only this test was selected.
+    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    build.args(["build", "-q", "-p", "gradus", "--example", "mnist"]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    assert!(build.status().unwrap().success(), "building the example");
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
+    dir.join("examples")
+        .join(format!("mnist{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[test]
+fn invalid_values_exit_2_with_one_line_and_leave_weights_untouched() {
+    let bin = example();
+    assert!(bin.is_file(), "{} is built by cargo test", bin.display());
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w.gradus");
+    std::fs::write(&weights, b"previous good weights").unwrap();
+    let unreadable = dir.path().join("empty-data");
+    std::fs::create_dir(&unreadable).unwrap();
+    let out = weights.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--lr", "-0.1"], "must be a finite number above 0"),
+        (vec!["--lr", "nan"], "must be a finite number above 0"),
+        (vec!["--batch-size", "0"], "--batch-size"),
+        (vec!["--epochs", "0"], "--epochs"),
+        (vec!["--hidden", "0"], "hidden sizes must be at least 1"),
+        (vec!["--hidden", "64,abc"], "--hidden"),
+        (vec!["--dropout", "1"], "must be in [0, 1)"),
+        (vec!["--optimizer", "lbfgs"], "--optimizer"),
+        (
+            vec!["--data-dir", "/nonexistent/mnist"],
+            "not found. Looked in /nonexistent/mnist",
+        ),
+        (
+            vec!["--data-dir", unreadable.to_str().unwrap()],
+            "not found",
+        ),
+        (
+            vec!["--output", "/nonexistent/dir/w.gradus"],
+            "cannot write the output",
+        ),
+        (
+            vec!["--eval", "/nonexistent/w.gradus"],
+            "/nonexistent/w.gradus",
+        ),
+        (vec!["--eval", out], "not a gradus weights file"),
+    ];
+    for (args, expected) in cases {
+        let mut cmd = Command::new(&bin);
+        cmd.args(&args).arg("--quiet").env_remove("MNIST_DIR");
+        if !args.contains(&"--output") {
+            cmd.args(["--output", out]);
+        }
+        let result = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert_eq!(
+            std::fs::read(&weights).unwrap(),
+            b"previous good weights",
+            "{args:?}"
+        );
+    }
+}
