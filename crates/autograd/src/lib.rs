@@ -47,6 +47,8 @@ pub use gradcheck::{
 };
 pub use ops::loss::count_correct;
 pub use params::{DuplicateName, ImportError, NamedArrays, ParamId, ParamStore};
-pub use tape::{Gradients, NodeId, Tape, Var, value_and_grad};
+pub use tape::{
+    Anomaly, Gradients, NodeId, Phase, Tape, Var, value_and_grad, value_and_grad_detect_anomaly,
+};
 
 pub use ndarray;

@@ -45,6 +45,34 @@ struct Node<T: Float> {
 pub struct Tape<T: Float = f32> {
     nodes: RefCell<Vec<Node<T>>>,
     recording: bool,
+    detect_anomaly: bool,
+    anomaly: RefCell<Option<Anomaly>>,
+}
+
+/// Where anomaly detection found the first NaN or infinity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// In a value computed by the forward pass (or in a leaf's data).
+    Forward,
+    /// In a gradient computed by a backward rule.
+    Backward,
+}
+
+/// The first op whose output (forward) or operand gradient (backward) held a NaN or an
+/// infinity, found by [`value_and_grad_detect_anomaly`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "anomaly: {phase:?} of `{op}` produced a non-finite value: operands {operand_shapes:?} -> output {output_shape:?}"
+)]
+pub struct Anomaly {
+    /// The op's name (`log`, `matmul`, ...) or the leaf's (`param 0.weight`, `constant`).
+    pub op: String,
+    /// Forward or backward.
+    pub phase: Phase,
+    /// Shapes of the op's operands.
+    pub operand_shapes: Vec<Vec<usize>>,
+    /// Shape of its output.
+    pub output_shape: Vec<usize>,
 }
 
 impl<T: Float> fmt::Debug for Tape<T> {
@@ -94,6 +122,28 @@ impl<T: Float> Tape<T> {
         Self {
             nodes: RefCell::new(Vec::new()),
             recording,
+            detect_anomaly: false,
+            anomaly: RefCell::new(None),
+        }
+    }
+
+    /// Records the first non-finite forward value, in anomaly mode.
+    fn check_forward(
+        &self,
+        op: impl FnOnce() -> String,
+        operands: Vec<Vec<usize>>,
+        value: &ArrayD<T>,
+    ) {
+        if self.detect_anomaly
+            && self.anomaly.borrow().is_none()
+            && value.iter().any(|v| !v.is_finite())
+        {
+            *self.anomaly.borrow_mut() = Some(Anomaly {
+                op: op(),
+                phase: Phase::Forward,
+                operand_shapes: operands,
+                output_shape: value.shape().to_vec(),
+            });
         }
     }
 
@@ -125,6 +175,7 @@ impl<T: Float> Tape<T> {
     }
 
     fn leaf(&self, op: &'static str, value: Arc<ArrayD<T>>, origin: Origin) -> Var<'_, T> {
+        self.check_forward(|| op.to_string(), Vec::new(), &value);
         let requires_grad = self.recording && !matches!(origin, Origin::Constant);
         let mut nodes = self.nodes.borrow_mut();
         let id = NodeId(nodes.len());
@@ -151,6 +202,13 @@ impl<T: Float> Tape<T> {
 
     /// A parameter from the store, shared without copying; its gradient is keyed by `id`.
     pub fn param(&self, params: &ParamStore<T>, id: ParamId) -> Var<'_, T> {
+        if self.detect_anomaly {
+            self.check_forward(
+                || format!("param {}", params.name(id)),
+                Vec::new(),
+                params.get(id),
+            );
+        }
         self.leaf("param", params.shared(id), Origin::Param(id))
     }
 
@@ -165,6 +223,10 @@ impl<T: Float> Tape<T> {
     where
         F: Fn(&ArrayD<T>, &ArrayD<T>, &[bool]) -> Vec<Option<ArrayD<T>>> + 'static,
     {
+        if self.detect_anomaly {
+            let shapes = parents.iter().map(|p| p.shape()).collect();
+            self.check_forward(|| op.to_string(), shapes, &value);
+        }
         let mut nodes = self.nodes.borrow_mut();
         for p in parents {
             assert!(
@@ -198,7 +260,11 @@ impl<T: Float> Tape<T> {
     }
 
     /// The reverse sweep: consumes the records, freeing each node once it is processed.
-    fn backward(self, loss: NodeId) -> Gradients<T> {
+    fn backward(self, loss: NodeId) -> Result<Gradients<T>, Anomaly> {
+        let detect = self.detect_anomaly;
+        if let Some(a) = self.anomaly.into_inner() {
+            return Err(a);
+        }
         let mut nodes = self.nodes.into_inner();
         nodes.truncate(loss.0 + 1);
         let loss_value = &nodes[loss.0].value;
@@ -212,7 +278,7 @@ impl<T: Float> Tape<T> {
             inputs: HashMap::new(),
         };
         if !nodes[loss.0].requires_grad {
-            return out;
+            return Ok(out);
         }
         let requires: Vec<bool> = nodes.iter().map(|n| n.requires_grad).collect();
         let mut grads: Vec<Option<ArrayD<T>>> = (0..nodes.len()).map(|_| None).collect();
@@ -239,6 +305,23 @@ impl<T: Float> Tape<T> {
                     let needs: Vec<bool> = node.parents.iter().map(|p| requires[p.0]).collect();
                     let parent_grads = rule(&g, &node.value, &needs);
                     debug_assert_eq!(parent_grads.len(), node.parents.len(), "{}", node.op);
+                    if detect
+                        && parent_grads
+                            .iter()
+                            .flatten()
+                            .any(|g| g.iter().any(|v| !v.is_finite()))
+                    {
+                        return Err(Anomaly {
+                            op: node.op.to_string(),
+                            phase: Phase::Backward,
+                            operand_shapes: node
+                                .parents
+                                .iter()
+                                .map(|p| nodes[p.0].value.shape().to_vec())
+                                .collect(),
+                            output_shape: node.value.shape().to_vec(),
+                        });
+                    }
                     for (p, pg) in node.parents.iter().zip(parent_grads) {
                         if let (Some(pg), true) = (pg, requires[p.0]) {
                             let expected = nodes[p.0].value.shape();
@@ -255,7 +338,7 @@ impl<T: Float> Tape<T> {
                 }
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -302,7 +385,41 @@ where
         .next()
         .copied()
         .expect("loss has one element");
-    (value, tape.backward(loss))
+    (
+        value,
+        tape.backward(loss).expect("anomaly detection is off"),
+    )
+}
+
+/// [`value_and_grad`] in anomaly mode (PyTorch's `detect_anomaly`): every forward value and
+/// every backward gradient is checked, and the first op that produced a NaN or an infinity
+/// is reported with its name and shapes. Slower; for debugging.
+///
+/// ```
+/// use gradus_autograd::{value_and_grad_detect_anomaly, Phase, ndarray::arr1};
+/// let err = value_and_grad_detect_anomaly(|tape| {
+///     let x = tape.input(arr1(&[1.0f64, 0.0]).into_dyn());
+///     (x.log() * 2.0).sum()
+/// })
+/// .unwrap_err();
+/// assert_eq!((err.op.as_str(), err.phase), ("log", Phase::Forward));
+/// assert_eq!(err.output_shape, vec![2]);
+/// ```
+pub fn value_and_grad_detect_anomaly<T, F>(f: F) -> Result<(T, Gradients<T>), Anomaly>
+where
+    T: Float,
+    F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
+{
+    let mut tape = Tape::new(true);
+    tape.detect_anomaly = true;
+    let loss = f(&tape).id;
+    let value = tape
+        .value_of(loss)
+        .iter()
+        .next()
+        .copied()
+        .expect("loss has one element");
+    Ok((value, tape.backward(loss)?))
 }
 
 /// The gradients of one backward pass, keyed by parameter (and by the inputs that asked).

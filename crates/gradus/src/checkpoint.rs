@@ -159,13 +159,22 @@ fn damaged(path: &Path, problem: impl Into<String>) -> CheckpointError {
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync,
 /// rename over the target, fsync the directory. The previous file stays intact until the
 /// rename, and a crash leaves either the old or the new file, never a mix.
+///
+/// Temporary files are named `.{file name}.tmp-XXXXXX`; one left behind by a process that
+/// was killed mid-save is removed by the next save to the same path, so they cannot pile up.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".{name}.tmp-");
+    remove_stale_temporaries(&dir, &prefix);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".gradus-tmp-")
+        .prefix(&prefix)
         .tempfile_in(&dir)
         .map_err(io(path))?;
     tmp.write_all(bytes).map_err(io(path))?;
@@ -179,6 +188,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError
         d.sync_all().map_err(io(&dir))?;
     }
     Ok(())
+}
+
+fn remove_stale_temporaries(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn encode_elements<T: Float>(out: &mut Vec<u8>, a: &ArrayD<T>) {

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use gradus_autograd::ndarray::{ArrayD, Axis};
-use gradus_autograd::{Float, NamedArrays, ParamStore, Tape, Var, count_correct, value_and_grad};
+use gradus_autograd::{
+    Float, NamedArrays, ParamStore, Tape, Var, count_correct, value_and_grad,
+    value_and_grad_detect_anomaly,
+};
 use gradus_layers::{Mode, Module};
 use gradus_optim::{GradClip, NonFiniteNorm, OptimError, Optimizer, OptimizerState, Schedule};
 use rand::SeedableRng;
@@ -144,6 +147,9 @@ pub struct TrainerConfig {
     pub checkpoint: Option<CheckpointConfig>,
     /// Samples per forward pass in evaluation (default 1000).
     pub eval_batch_size: usize,
+    /// Check every op's output and every gradient for NaN / infinity and fail with the first
+    /// op that produced one (default false: it costs a pass over every value).
+    pub detect_anomaly: bool,
 }
 
 impl Default for TrainerConfig {
@@ -163,6 +169,7 @@ impl Default for TrainerConfig {
             early_stopping: None,
             checkpoint: None,
             eval_batch_size: 1000,
+            detect_anomaly: false,
         }
     }
 }
@@ -237,6 +244,16 @@ pub enum TrainError {
         batch: usize,
         /// `loss (NaN)` or `gradient of 0.weight`.
         what: String,
+    },
+    /// Anomaly mode found the op that produced the first NaN or infinity.
+    #[error("epoch {epoch}, batch {batch}: {anomaly}")]
+    Anomaly {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 0-based batch within the epoch.
+        batch: usize,
+        /// The op, phase and shapes.
+        anomaly: gradus_autograd::Anomaly,
     },
     /// The optimizer refused a step.
     #[error(transparent)]
@@ -473,11 +490,20 @@ impl<T: Float> Trainer<T> {
             let mut logits = None;
             let rng = &mut self.state.rng;
             let loss_kind = self.config.loss;
-            let (loss, mut grads) = value_and_grad(|tape| {
+            let record = higher_ranked(|tape| {
                 let out = model.forward(params, tape.constant(batch.inputs), &mut Mode::Train(rng));
                 logits = Some(out.value());
                 loss_on(loss_kind, out, &batch.targets)
             });
+            let (loss, mut grads) = if self.config.detect_anomaly {
+                value_and_grad_detect_anomaly(record).map_err(|anomaly| TrainError::Anomaly {
+                    epoch,
+                    batch: b,
+                    anomaly,
+                })?
+            } else {
+                value_and_grad(record)
+            };
             let loss = loss.as_f64();
             let bad = if !loss.is_finite() {
                 Some(format!("loss ({loss})"))
@@ -712,6 +738,11 @@ pub fn predict<T: Float, M: Module<T> + ?Sized>(
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     gradus_autograd::ndarray::concatenate(Axis(0), &views)
         .expect("outputs of one model agree in shape")
+}
+
+/// Pins a closure to the higher-ranked signature `value_and_grad` takes.
+fn higher_ranked<T: Float, F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>>(f: F) -> F {
+    f
 }
 
 fn loss_on<'t, T: Float>(loss: Loss, out: Var<'t, T>, targets: &Targets<T>) -> Var<'t, T> {

@@ -180,6 +180,17 @@ fn a_diverging_learning_rate_stops_or_skips_per_policy() {
     let h = trainer.fit(&model, &mut p, &data, None).unwrap();
     let skipped: usize = h.epochs.iter().map(|r| r.skipped_batches).sum();
     assert!(skipped > 0, "{h:?}");
+    // In anomaly mode the error names the op that first produced a non-finite value.
+    let mut p = params.clone();
+    let config = TrainerConfig {
+        detect_anomaly: true,
+        ..quiet(20)
+    };
+    let mut trainer = Trainer::new(config, Sgd::new(1e12));
+    match trainer.fit(&model, &mut p, &data, None).unwrap_err() {
+        TrainError::Anomaly { anomaly, .. } => assert!(!anomaly.op.is_empty(), "{anomaly}"),
+        other => panic!("expected Anomaly, got {other}"),
+    }
     // Clipping by norm keeps the same rate from blowing up on the first steps.
     let mut p = params.clone();
     let config = TrainerConfig {
