@@ -178,6 +178,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError
         .tempfile_in(&dir)
         .map_err(io(path))?;
     tmp.write_all(bytes).map_err(io(path))?;
+    // Temporary files are private (0600); give the result the old file's permissions, or
+    // those of an ordinary new file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let perms = std::fs::metadata(path)
+            .map(|m| m.permissions())
+            .unwrap_or_else(|_| std::fs::Permissions::from_mode(0o644));
+        tmp.as_file().set_permissions(perms).map_err(io(path))?;
+    }
     tmp.as_file().sync_all().map_err(io(path))?;
     tmp.persist(path).map_err(|e| CheckpointError::Io {
         path: path.to_path_buf(),
@@ -463,7 +473,15 @@ pub fn save_weights<T: Float>(
 /// Reads the weights in `path` without a model.
 pub fn read_weights<T: Float>(path: impl AsRef<Path>) -> Result<NamedArrays<T>, CheckpointError> {
     let path = path.as_ref();
-    Ok(decode::<T>(&read(path)?, path)?.tensors)
+    parse_weights(&read(path)?, path)
+}
+
+/// Parses the bytes of a weights file or checkpoint; `path` is used in errors only.
+pub fn parse_weights<T: Float>(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<NamedArrays<T>, CheckpointError> {
+    Ok(decode::<T>(bytes, path)?.tensors)
 }
 
 /// Loads weights (from a weights file or a checkpoint) into a model's parameters, checking
@@ -535,12 +553,19 @@ pub fn read_safetensors<T: Float>(
     path: impl AsRef<Path>,
 ) -> Result<NamedArrays<T>, CheckpointError> {
     let path = path.as_ref();
-    let bytes = read(path)?;
+    parse_safetensors(&read(path)?, path)
+}
+
+/// Parses the bytes of a safetensors file; `path` is used in errors only.
+pub fn parse_safetensors<T: Float>(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<NamedArrays<T>, CheckpointError> {
     let bad = |problem: String| CheckpointError::Safetensors {
         path: path.to_path_buf(),
         problem,
     };
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = NamedArrays::new();
     for (name, view) in st.tensors() {
         let data = view.data();
