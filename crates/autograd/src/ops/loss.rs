@@ -48,6 +48,24 @@ impl<'t, T: Float> Var<'t, T> {
         let mut total = 0.0f64;
         for (mut row, &label) in probs.rows_mut().into_iter().zip(labels) {
             let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+            if max == T::infinity() {
+                // The +inf logits share all the probability.
+                let k = row.iter().filter(|&&v| v == T::infinity()).count();
+                let picked = row[label] == T::infinity();
+                row.mapv_inplace(|v| {
+                    if v == T::infinity() {
+                        T::one() / T::of(k as f64)
+                    } else {
+                        T::zero()
+                    }
+                });
+                total += if picked {
+                    (k as f64).ln()
+                } else {
+                    f64::INFINITY
+                };
+                continue;
+            }
             let max = if max.is_finite() { max } else { T::zero() };
             let picked = row[label] - max;
             let mut sum = T::zero();
@@ -121,7 +139,7 @@ impl<'t, T: Float> Var<'t, T> {
         let n = T::of(x.len() as f64);
         let mut total = T::zero();
         Zip::from(&*x).and(&*t).for_each(|&x, &t| {
-            total += x.max(T::zero()) - x * t + (-x.abs()).exp().ln_1p();
+            total += bce_term(x, t);
         });
         let value = ArrayD::from_elem(vec![], total / n);
         self.tape.push_op(
@@ -143,6 +161,21 @@ impl<'t, T: Float> Var<'t, T> {
             },
         )
     }
+}
+
+/// One element of the binary cross-entropy with logits, `max(x, 0) - x t + log(1 + e^-|x|)`,
+/// arranged so that infinite logits give 0 or infinity rather than `inf - inf = NaN`.
+fn bce_term<T: Float>(x: T, t: T) -> T {
+    let soft = (-x.abs()).exp().ln_1p();
+    let linear = if x >= T::zero() {
+        let w = T::one() - t;
+        if w == T::zero() { T::zero() } else { x * w }
+    } else if t == T::zero() {
+        T::zero()
+    } else {
+        -x * t
+    };
+    linear + soft
 }
 
 /// Rows of `x` whose argmax equals the label, for accuracy.
