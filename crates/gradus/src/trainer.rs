@@ -510,7 +510,10 @@ impl<T: Float> Trainer<T> {
             } else {
                 grads
                     .iter()
-                    .find(|(_, g)| g.iter().any(|v| !v.is_finite()))
+                    .find(|(_, g)| match g.as_slice_memory_order() {
+                        Some(s) => !s.iter().all(|v| v.is_finite()),
+                        None => g.iter().any(|v| !v.is_finite()),
+                    })
                     .map(|(id, _)| format!("gradient of {}", params.name(id)))
             };
             if let Some(what) = bad {

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use gradus_autograd::ndarray::{ArrayD, Zip};
 use gradus_autograd::{Float, Gradients, ParamStore};
 
-use crate::core::{check_state, for_each_param};
+use crate::core::{array, check_state, elements, for_each_param};
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// Adagrad:
@@ -71,11 +70,11 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
             grads,
             self.missing_grad,
             &mut self.state,
-            |p, g, slot| {
+            |p, g, shape, slot| {
                 if !matches!(slot, Some(ParamState::Adagrad { .. })) {
                     *slot = Some(ParamState::Adagrad {
                         step: 0,
-                        sum: ArrayD::from_elem(p.raw_dim(), init),
+                        sum: array(shape, vec![init; p.len()]),
                     });
                 }
                 let Some(ParamState::Adagrad { step, sum }) = slot else {
@@ -83,11 +82,11 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
                 };
                 *step += 1;
                 let clr = T::of(lr / (1.0 + (*step - 1) as f64 * lr_decay));
-                Zip::from(p).and(g).and(sum).for_each(|p, &g, s| {
+                for ((p, &g), s) in p.iter_mut().zip(g).zip(elements(sum)) {
                     let d = g + wd * *p;
                     *s += d * d;
                     *p -= clr * d / (s.sqrt() + eps);
-                });
+                }
             },
         )
     }

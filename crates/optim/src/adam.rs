@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use gradus_autograd::ndarray::{ArrayD, Zip};
 use gradus_autograd::{Float, Gradients, ParamStore};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{check_state, for_each_param};
+use crate::core::{array, check_state, elements, for_each_param};
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// How weight decay enters the update.
@@ -125,9 +124,9 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             grads,
             self.missing_grad,
             &mut self.state,
-            |p, g, slot| {
+            |p, g, shape, slot| {
                 if !matches!(slot, Some(ParamState::Adam { .. })) {
-                    let zeros = || ArrayD::zeros(p.raw_dim());
+                    let zeros = || array(shape, vec![T::zero(); p.len()]);
                     *slot = Some(ParamState::Adam {
                         step: 0,
                         exp_avg: zeros(),
@@ -149,34 +148,21 @@ impl<T: Float> Optimizer<T> for Adam<T> {
                 // Scalars in f64, as PyTorch computes them in Python floats.
                 let step_size = T::of(lr / (1.0 - b1.powi(t)));
                 let bc2_sqrt = T::of((1.0 - b2.powi(t)).sqrt());
-                let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| -> T {
-                    *p *= decay;
-                    let d = g + l2 * *p;
-                    *m += one_minus_b1 * (d - *m); // torch's lerp
-                    *v = b2t * *v + one_minus_b2 * d * d;
-                    d
-                };
-                match max_exp_avg_sq {
-                    None => {
-                        Zip::from(p)
-                            .and(g)
-                            .and(exp_avg)
-                            .and(exp_avg_sq)
-                            .for_each(|p, &g, m, v| {
-                                moments(p, g, m, v);
-                                *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-                            })
-                    }
-                    Some(vmax) => Zip::from(p)
-                        .and(g)
-                        .and(exp_avg)
-                        .and(exp_avg_sq)
-                        .and(vmax)
-                        .for_each(|p, &g, m, v, vmax| {
-                            moments(p, g, m, v);
-                            *vmax = vmax.max(*v);
-                            *p -= step_size * *m / (vmax.sqrt() / bc2_sqrt + eps);
-                        }),
+                let (m, v) = (elements(exp_avg), elements(exp_avg_sq));
+                let mut vmax = max_exp_avg_sq.as_mut().map(elements);
+                for i in 0..p.len() {
+                    p[i] *= decay;
+                    let d = g[i] + l2 * p[i];
+                    m[i] += one_minus_b1 * (d - m[i]); // torch's lerp
+                    v[i] = b2t * v[i] + one_minus_b2 * d * d;
+                    let second = match vmax.as_deref_mut() {
+                        Some(vmax) => {
+                            vmax[i] = vmax[i].max(v[i]);
+                            vmax[i]
+                        }
+                        None => v[i],
+                    };
+                    p[i] -= step_size * m[i] / (second.sqrt() / bc2_sqrt + eps);
                 }
             },
         )

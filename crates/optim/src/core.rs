@@ -127,13 +127,15 @@ pub trait Optimizer<T: Float> {
 }
 
 /// Checks every gradient first (so a refused step changes nothing), then calls `update`
-/// with each parameter's name, value, gradient and state slot.
+/// with each parameter's elements, its gradient's elements (both in row-major order, as
+/// plain slices so the update loops compile to vector code), the parameter's shape and its
+/// state slot.
 pub(crate) fn for_each_param<T: Float>(
     params: &mut ParamStore<T>,
     grads: &Gradients<T>,
     policy: MissingGrad,
     state: &mut BTreeMap<String, ParamState<T>>,
-    mut update: impl FnMut(&mut ArrayD<T>, &ArrayD<T>, &mut Option<ParamState<T>>),
+    mut update: impl FnMut(&mut [T], &[T], &[usize], &mut Option<ParamState<T>>),
 ) -> Result<(), OptimError> {
     let mut missing = Vec::new();
     for (id, name, value) in params.iter() {
@@ -157,12 +159,34 @@ pub(crate) fn for_each_param<T: Float>(
         let Some(g) = grads.get(id) else { continue };
         let name = params.name(id).to_owned();
         let mut slot = state.remove(&name);
-        update(params.get_mut(id), g, &mut slot);
+        let g = g.as_standard_layout();
+        let p = params.get_mut(id);
+        let shape = p.shape().to_vec();
+        update(
+            elements(p),
+            g.as_slice().expect("standard layout"),
+            &shape,
+            &mut slot,
+        );
         if let Some(s) = slot {
             state.insert(name, s);
         }
     }
     Ok(())
+}
+
+/// The elements of an array in row-major order, as one mutable slice (made contiguous first
+/// if it is not, which only arrays built by hand can be).
+pub(crate) fn elements<T: Float>(a: &mut ArrayD<T>) -> &mut [T] {
+    if !a.is_standard_layout() {
+        *a = a.as_standard_layout().into_owned();
+    }
+    a.as_slice_mut().expect("standard layout")
+}
+
+/// An array of `shape` from row-major elements.
+pub(crate) fn array<T: Float>(shape: &[usize], data: Vec<T>) -> ArrayD<T> {
+    ArrayD::from_shape_vec(shape, data).expect("one element per position")
 }
 
 /// Checks that a snapshot is of the expected optimizer and that every entry has the

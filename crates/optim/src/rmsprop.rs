@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use gradus_autograd::ndarray::{ArrayD, Zip};
 use gradus_autograd::{Float, Gradients, ParamStore};
 
-use crate::core::{check_state, for_each_param};
+use crate::core::{array, check_state, elements, for_each_param};
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// RMSprop: `v = alpha v + (1 - alpha) d^2`; `p -= lr * d / (sqrt(v) + eps)`, where
@@ -78,9 +77,9 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
             grads,
             self.missing_grad,
             &mut self.state,
-            |p, g, slot| {
+            |p, g, shape, slot| {
                 if !matches!(slot, Some(ParamState::RmsProp { .. })) {
-                    let zeros = || ArrayD::zeros(p.raw_dim());
+                    let zeros = || array(shape, vec![T::zero(); p.len()]);
                     *slot = Some(ParamState::RmsProp {
                         step: 0,
                         square_avg: zeros(),
@@ -98,53 +97,26 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
                     unreachable!()
                 };
                 *step += 1;
-                // One fused pass per parameter; the optional buffers are zipped only if present.
-                let avg_of = |d: T, v: &mut T, m: Option<&mut T>| -> T {
-                    *v = alpha * *v + one_minus_alpha * d * d;
-                    match m {
+                let v = elements(square_avg);
+                let mut m = grad_avg.as_mut().map(elements);
+                let mut b = momentum_buffer.as_mut().map(elements);
+                for i in 0..p.len() {
+                    let d = g[i] + wd * p[i];
+                    v[i] = alpha * v[i] + one_minus_alpha * d * d;
+                    let den = match m.as_deref_mut() {
                         Some(m) => {
-                            *m += one_minus_alpha * (d - *m); // torch's lerp
-                            (*v - *m * *m).sqrt() + eps
+                            m[i] += one_minus_alpha * (d - m[i]); // torch's lerp
+                            (v[i] - m[i] * m[i]).sqrt() + eps
                         }
-                        None => v.sqrt() + eps,
+                        None => v[i].sqrt() + eps,
+                    };
+                    match b.as_deref_mut() {
+                        Some(b) => {
+                            b[i] = mu * b[i] + d / den;
+                            p[i] -= lr * b[i];
+                        }
+                        None => p[i] -= lr * d / den,
                     }
-                };
-                match (grad_avg.as_mut(), momentum_buffer.as_mut()) {
-                    (None, None) => Zip::from(p).and(g).and(square_avg).for_each(|p, &g, v| {
-                        let d = g + wd * *p;
-                        *p -= lr * d / avg_of(d, v, None);
-                    }),
-                    (Some(ga), None) => {
-                        Zip::from(p)
-                            .and(g)
-                            .and(square_avg)
-                            .and(ga)
-                            .for_each(|p, &g, v, m| {
-                                let d = g + wd * *p;
-                                *p -= lr * d / avg_of(d, v, Some(m));
-                            })
-                    }
-                    (None, Some(buf)) => {
-                        Zip::from(p)
-                            .and(g)
-                            .and(square_avg)
-                            .and(buf)
-                            .for_each(|p, &g, v, b| {
-                                let d = g + wd * *p;
-                                *b = mu * *b + d / avg_of(d, v, None);
-                                *p -= lr * *b;
-                            })
-                    }
-                    (Some(ga), Some(buf)) => Zip::from(p)
-                        .and(g)
-                        .and(square_avg)
-                        .and(ga)
-                        .and(buf)
-                        .for_each(|p, &g, v, m, b| {
-                            let d = g + wd * *p;
-                            *b = mu * *b + d / avg_of(d, v, Some(m));
-                            *p -= lr * *b;
-                        }),
                 }
             },
         )

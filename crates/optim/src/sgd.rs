@@ -6,11 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use gradus_autograd::ndarray::Zip;
 use gradus_autograd::{Float, Gradients, ParamStore};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{check_state, for_each_param};
+use crate::core::{array, check_state, elements, for_each_param};
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// The momentum variants of SGD.
@@ -129,11 +128,11 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             grads,
             self.missing_grad,
             &mut self.state,
-            |p, g, slot| {
+            |p, g, shape, slot| {
                 let Some(mu) = mu else {
-                    Zip::from(p)
-                        .and(g)
-                        .for_each(|p, &g| *p -= lr * (g + wd * *p));
+                    for (p, &g) in p.iter_mut().zip(g) {
+                        *p -= lr * (g + wd * *p);
+                    }
                     return;
                 };
                 match slot {
@@ -142,22 +141,22 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
                     }) => {
                         // b = mu b + (1 - dampening) d; step along d + mu b (Nesterov) or b.
                         let keep = T::one() - damp;
-                        Zip::from(p).and(g).and(buf).for_each(|p, &g, b| {
+                        for ((p, &g), b) in p.iter_mut().zip(g).zip(elements(buf)) {
                             let d = g + wd * *p;
                             *b = mu * *b + keep * d;
                             *p -= lr * if nesterov { d + mu * *b } else { *b };
-                        });
+                        }
                     }
                     _ => {
                         // First step: the buffer is the gradient itself, undampened.
-                        let mut buf = g.clone();
-                        Zip::from(p).and(&mut buf).for_each(|p, b| {
-                            let d = *b + wd * *p;
-                            *b = d;
+                        let mut buf = Vec::with_capacity(p.len());
+                        for (p, &g) in p.iter_mut().zip(g) {
+                            let d = g + wd * *p;
+                            buf.push(d);
                             *p -= lr * if nesterov { d + mu * d } else { d };
-                        });
+                        }
                         *slot = Some(ParamState::Sgd {
-                            momentum_buffer: Some(buf),
+                            momentum_buffer: Some(array(shape, buf)),
                         });
                     }
                 }

@@ -157,10 +157,10 @@ impl<T: Float> Dataset<T> {
 
     /// The samples at `indices`, in that order.
     pub fn batch(&self, indices: &[usize]) -> Batch<T> {
-        let inputs = self.inputs.select(Axis(0), indices);
+        let inputs = gather_rows(&self.inputs, indices);
         let targets = match &self.targets {
             Targets::Classes(c) => Targets::Classes(indices.iter().map(|&i| c[i]).collect()),
-            Targets::Values(v) => Targets::Values(v.select(Axis(0), indices)),
+            Targets::Values(v) => Targets::Values(gather_rows(v, indices)),
         };
         Batch { inputs, targets }
     }
@@ -217,4 +217,20 @@ impl<T: Float> Dataset<T> {
             .map(|c| c.to_vec())
             .collect()
     }
+}
+
+/// The rows `indices` of `a` (along axis 0), copied row by row: a plain memcpy per row when
+/// `a` is contiguous, which ndarray's generic `select` is not.
+fn gather_rows<T: Float>(a: &ArrayD<T>, indices: &[usize]) -> ArrayD<T> {
+    let Some(all) = a.as_slice() else {
+        return a.select(Axis(0), indices);
+    };
+    let row = a.shape()[1..].iter().product::<usize>();
+    let mut data = Vec::with_capacity(indices.len() * row);
+    for &i in indices {
+        data.extend_from_slice(&all[i * row..(i + 1) * row]);
+    }
+    let mut shape = a.shape().to_vec();
+    shape[0] = indices.len();
+    ArrayD::from_shape_vec(shape, data).expect("rows of the right length")
 }
