@@ -377,18 +377,7 @@ where
     T: Float,
     F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
 {
-    let tape = Tape::new(true);
-    let loss = f(&tape).id;
-    let value = tape
-        .value_of(loss)
-        .iter()
-        .next()
-        .copied()
-        .expect("loss has one element");
-    (
-        value,
-        tape.backward(loss).expect("anomaly detection is off"),
-    )
+    record_and_backward(f, false).expect("anomaly detection is off")
 }
 
 /// [`value_and_grad`] in anomaly mode (PyTorch's `detect_anomaly`): every forward value and
@@ -410,8 +399,16 @@ where
     T: Float,
     F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
 {
+    record_and_backward(f, true)
+}
+
+fn record_and_backward<T, F>(f: F, detect_anomaly: bool) -> Result<(T, Gradients<T>), Anomaly>
+where
+    T: Float,
+    F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
+{
     let mut tape = Tape::new(true);
-    tape.detect_anomaly = true;
+    tape.detect_anomaly = detect_anomaly;
     let loss = f(&tape).id;
     let value = tape
         .value_of(loss)

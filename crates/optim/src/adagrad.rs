@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gradus_autograd::{Float, Gradients, ParamStore};
 
-use crate::core::{array, check_state, elements, for_each_param};
+use crate::core::{array, elements, for_each_param, lr_and_state_methods};
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// Adagrad:
@@ -91,32 +91,9 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
         )
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
     fn name(&self) -> &'static str {
         "Adagrad"
     }
 
-    fn state(&self) -> OptimizerState<T> {
-        OptimizerState {
-            optimizer: "Adagrad".into(),
-            lr: self.lr,
-            params: self.state.clone(),
-        }
-    }
-
-    fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError> {
-        check_state("Adagrad", &state, |s| {
-            matches!(s, ParamState::Adagrad { .. })
-        })?;
-        self.lr = state.lr;
-        self.state = state.params;
-        Ok(())
-    }
+    lr_and_state_methods!(ParamState::Adagrad { .. });
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gradus_autograd::{Float, Gradients, ParamStore};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{array, check_state, elements, for_each_param};
+use crate::core::{array, elements, for_each_param, lr_and_state_methods};
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// How weight decay enters the update.
@@ -168,32 +168,9 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         )
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
     fn name(&self) -> &'static str {
         self.kind()
     }
 
-    fn state(&self) -> OptimizerState<T> {
-        OptimizerState {
-            optimizer: self.kind().into(),
-            lr: self.lr,
-            params: self.state.clone(),
-        }
-    }
-
-    fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError> {
-        check_state(self.kind(), &state, |s| {
-            matches!(s, ParamState::Adam { .. })
-        })?;
-        self.lr = state.lr;
-        self.state = state.params;
-        Ok(())
-    }
+    lr_and_state_methods!(ParamState::Adam { .. });
 }

@@ -209,3 +209,34 @@ pub(crate) fn check_state<T: Float>(
     }
     Ok(())
 }
+
+/// The `Optimizer` methods every optimizer implements alike: the learning rate and the
+/// state snapshot, for a struct with `lr: f64` and `state: BTreeMap<String, ParamState<T>>`
+/// fields whose entries match `$variant`.
+macro_rules! lr_and_state_methods {
+    ($variant:pat) => {
+        fn lr(&self) -> f64 {
+            self.lr
+        }
+
+        fn set_lr(&mut self, lr: f64) {
+            self.lr = lr;
+        }
+
+        fn state(&self) -> OptimizerState<T> {
+            OptimizerState {
+                optimizer: self.name().into(),
+                lr: self.lr,
+                params: self.state.clone(),
+            }
+        }
+
+        fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError> {
+            crate::core::check_state(self.name(), &state, |s| matches!(s, $variant))?;
+            self.lr = state.lr;
+            self.state = state.params;
+            Ok(())
+        }
+    };
+}
+pub(crate) use lr_and_state_methods;

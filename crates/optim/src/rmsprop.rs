@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gradus_autograd::{Float, Gradients, ParamStore};
 
-use crate::core::{array, check_state, elements, for_each_param};
+use crate::core::{array, elements, for_each_param, lr_and_state_methods};
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// RMSprop: `v = alpha v + (1 - alpha) d^2`; `p -= lr * d / (sqrt(v) + eps)`, where
@@ -122,32 +122,9 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
         )
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
     fn name(&self) -> &'static str {
         "RmsProp"
     }
 
-    fn state(&self) -> OptimizerState<T> {
-        OptimizerState {
-            optimizer: "RmsProp".into(),
-            lr: self.lr,
-            params: self.state.clone(),
-        }
-    }
-
-    fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError> {
-        check_state("RmsProp", &state, |s| {
-            matches!(s, ParamState::RmsProp { .. })
-        })?;
-        self.lr = state.lr;
-        self.state = state.params;
-        Ok(())
-    }
+    lr_and_state_methods!(ParamState::RmsProp { .. });
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Side-by-side throughput: gradus (through its Trainer), a hand-written ndarray baseline and
+# PyTorch, on the standard workloads W1 and W2, at 1 and 2 threads, in interleaved passes.
+#
+#   bash bench/compare/run.sh                    # uses python3 with torch if importable
+#   bash bench/compare/run.sh --install-torch    # first creates bench/compare/.venv with torch
+#   PASSES=3 bash bench/compare/run.sh           # passes (default 3); the table shows medians
+#
+# Prints a markdown table with samples/s, the ratios of the targets and test accuracy, and
+# keeps the raw JSON lines in bench/compare/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=bench/compare
+passes=${PASSES:-3}
+python=python3
+if [ "${1:-}" = "--install-torch" ]; then
+  [ -x "$here/.venv/bin/python" ] || python3 -m venv "$here/.venv"
+  "$here/.venv/bin/pip" install -q torch numpy
+fi
+[ -x "$here/.venv/bin/python" ] && python="$here/.venv/bin/python"
+have_torch=1
+"$python" -c "import torch" 2>/dev/null || { have_torch=0; echo "note: no torch for $python; run with --install-torch to compare with PyTorch" >&2; }
+
+cargo build --release -q -p gradus --example throughput --example baseline_ndarray
+out="$here/results.jsonl"
+: > "$out"
+for pass in $(seq "$passes"); do
+  for workload in w1 w2; do
+    for threads in 1 2; do
+      echo "pass $pass: $workload, $threads thread(s)" >&2
+      MATMUL_NUM_THREADS=$threads target/release/examples/throughput "$workload" >> "$out"
+      MATMUL_NUM_THREADS=$threads target/release/examples/baseline_ndarray "$workload" >> "$out"
+      if [ "$have_torch" = 1 ]; then
+        "$python" "$here/torch_mlp.py" "$workload" --threads "$threads" >> "$out"
+      fi
+    done
+  done
+done
+python3 "$here/summarize.py" "$out"

@@ -1,0 +1,67 @@
+//! The standard throughput workloads, run through gradus's Trainer exactly as a user would.
+//!
+//! W1: MLP 784-128-10, batch 64; W2: MLP 784-512-512-10, batch 256. Both: ReLU, softmax
+//! cross-entropy (mean), SGD lr 0.1 momentum 0.9, f32, the 60,000 MNIST training images
+//! reshuffled every epoch. Prints one JSON line: the median samples/s of epochs 2-4 (epoch
+//! 1 is warm-up) and the test accuracy after 3 epochs. Threads: `MATMUL_NUM_THREADS`.
+//!
+//! `cargo run --release --example throughput -- w1` (bench/compare/run.sh runs it).
+
+use gradus::data::mnist::Mnist;
+use gradus::optim::Sgd;
+use gradus::{BatchSize, Progress, Sequential, Trainer, TrainerConfig};
+
+fn main() {
+    let workload = std::env::args().nth(1).unwrap_or_else(|| "w1".into());
+    let (hidden, batch): (&[usize], usize) = match workload.as_str() {
+        "w1" => (&[128], 64),
+        "w2" => (&[512, 512], 256),
+        other => {
+            eprintln!("error: unknown workload `{other}`, expected w1 or w2");
+            std::process::exit(2);
+        }
+    };
+    let dir = std::env::var("MNIST_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist").into());
+    let mnist = Mnist::load(&dir).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    });
+    let mut builder = Sequential::<f32>::new();
+    let mut width = 784;
+    for &h in hidden {
+        builder = builder.linear(width, h).relu();
+        width = h;
+    }
+    let (model, mut params) = builder.linear(width, 10).build(0).expect("valid sizes");
+    let config = TrainerConfig {
+        epochs: 3,
+        batch_size: BatchSize::Mini(batch),
+        progress: Progress::Quiet,
+        seed: 0,
+        ..TrainerConfig::default()
+    };
+    let mut trainer = Trainer::new(config, Sgd::new(0.1).momentum(0.9));
+    trainer
+        .fit(&model, &mut params, &mnist.train, None)
+        .expect("training runs");
+    let accuracy = trainer
+        .evaluate(&model, &params, &mnist.test)
+        .accuracy
+        .unwrap_or(0.0);
+    trainer.config.epochs = 4;
+    let history = trainer
+        .fit(&model, &mut params, &mnist.train, None)
+        .expect("training runs");
+    let mut rates: Vec<f64> = history.epochs[1..]
+        .iter()
+        .map(|e| e.samples_per_sec)
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "{{\"impl\": \"gradus\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {:.4}}}",
+        std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        rates[1],
+        accuracy
+    );
+}
