@@ -7,9 +7,30 @@
 //!
 //! `cargo run --release --example throughput -- w1` (bench/compare/run.sh runs it).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use gradus::data::mnist::Mnist;
 use gradus::optim::Sgd;
 use gradus::{BatchSize, Progress, Sequential, Trainer, TrainerConfig};
+
+/// Counts heap allocations, to report how many one training step makes.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 fn main() {
     let workload = std::env::args().nth(1).unwrap_or_else(|| "w1".into());
@@ -50,16 +71,19 @@ fn main() {
         .accuracy
         .unwrap_or(0.0);
     trainer.config.epochs = 4;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
     let history = trainer
         .fit(&model, &mut params, &mnist.train, None)
         .expect("training runs");
+    let steps = mnist.train.len().div_ceil(batch) as u64;
+    let allocations_per_step = (ALLOCATIONS.load(Ordering::Relaxed) - before) / steps;
     let mut rates: Vec<f64> = history.epochs[1..]
         .iter()
         .map(|e| e.samples_per_sec)
         .collect();
     rates.sort_by(f64::total_cmp);
     println!(
-        "{{\"impl\": \"gradus\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {:.4}}}",
+        "{{\"impl\": \"gradus\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {:.4}, \"allocations_per_step\": {allocations_per_step}}}",
         std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into()),
         rates[1],
         accuracy
