@@ -149,20 +149,28 @@ impl<T: Float> Optimizer<T> for Adam<T> {
                 let step_size = T::of(lr / (1.0 - b1.powi(t)));
                 let bc2_sqrt = T::of((1.0 - b2.powi(t)).sqrt());
                 let (m, v) = (elements(exp_avg), elements(exp_avg_sq));
-                let mut vmax = max_exp_avg_sq.as_mut().map(elements);
-                for i in 0..p.len() {
-                    p[i] *= decay;
-                    let d = g[i] + l2 * p[i];
-                    m[i] += one_minus_b1 * (d - m[i]); // torch's lerp
-                    v[i] = b2t * v[i] + one_minus_b2 * d * d;
-                    let second = match vmax.as_deref_mut() {
-                        Some(vmax) => {
-                            vmax[i] = vmax[i].max(v[i]);
-                            vmax[i]
+                let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| {
+                    *p *= decay;
+                    let d = g + l2 * *p;
+                    *m += one_minus_b1 * (d - *m); // torch's lerp
+                    *v = b2t * *v + one_minus_b2 * d * d;
+                };
+                // One loop per variant, so that each vectorizes.
+                match max_exp_avg_sq.as_mut().map(elements) {
+                    None => {
+                        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                            moments(p, g, m, v);
+                            *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
                         }
-                        None => v[i],
-                    };
-                    p[i] -= step_size * m[i] / (second.sqrt() / bc2_sqrt + eps);
+                    }
+                    Some(vmax) => {
+                        for ((((p, &g), m), v), vmax) in p.iter_mut().zip(g).zip(m).zip(v).zip(vmax)
+                        {
+                            moments(p, g, m, v);
+                            *vmax = vmax.max(*v);
+                            *p -= step_size * *m / (vmax.sqrt() / bc2_sqrt + eps);
+                        }
+                    }
                 }
             },
         )

@@ -141,10 +141,19 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
                     }) => {
                         // b = mu b + (1 - dampening) d; step along d + mu b (Nesterov) or b.
                         let keep = T::one() - damp;
-                        for ((p, &g), b) in p.iter_mut().zip(g).zip(elements(buf)) {
-                            let d = g + wd * *p;
-                            *b = mu * *b + keep * d;
-                            *p -= lr * if nesterov { d + mu * *b } else { *b };
+                        let b = elements(buf);
+                        // Two loops rather than a branch inside one, so each vectorizes.
+                        if nesterov {
+                            for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+                                let d = g + wd * *p;
+                                *b = mu * *b + keep * d;
+                                *p -= lr * (d + mu * *b);
+                            }
+                        } else {
+                            for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+                                *b = mu * *b + keep * (g + wd * *p);
+                                *p -= lr * *b;
+                            }
                         }
                     }
                     _ => {
