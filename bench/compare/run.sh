@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side throughput: gradus (through its Trainer), a hand-written ndarray baseline and
 # PyTorch, on the standard workloads W1 and W2, at 1 and 2 threads, in interleaved passes.
+# gradus and the baseline run with the default pure-Rust matmul (matrixmultiply) and, when
+# a system OpenBLAS is installed (apt-get install libopenblas-dev), with `--features openblas`.
 #
 #   bash bench/compare/run.sh                    # uses python3 with torch if importable
 #   bash bench/compare/run.sh --install-torch    # first creates bench/compare/.venv with torch
@@ -21,15 +23,31 @@ fi
 have_torch=1
 "$python" -c "import torch" 2>/dev/null || { have_torch=0; echo "note: no torch for $python; run with --install-torch to compare with PyTorch" >&2; }
 
-cargo build --release -q -p gradus --example throughput --example baseline_ndarray
+examples="--example throughput --example baseline_ndarray"
+cargo build --release -q -p gradus $examples
+bins=(target/release/examples)
+if ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then
+  CARGO_TARGET_DIR=target/openblas cargo build --release -q -p gradus --features openblas $examples
+  bins+=(target/openblas/release/examples)
+else
+  echo "note: no system OpenBLAS (apt-get install libopenblas-dev); skipping the openblas backend" >&2
+fi
+# Debian's OpenBLAS 0.3.21 does not recognise Zen 4/5 and would pick its AVX2 (Haswell)
+# kernels; on a CPU with AVX-512 use its AVX-512 (SkylakeX) kernels.
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -q avx512f /proc/cpuinfo 2>/dev/null; then
+  export OPENBLAS_CORETYPE=SKYLAKEX
+fi
+
 out="$here/results.jsonl"
 : > "$out"
 for pass in $(seq "$passes"); do
   for workload in w1 w2; do
     for threads in 1 2; do
       echo "pass $pass: $workload, $threads thread(s)" >&2
-      MATMUL_NUM_THREADS=$threads target/release/examples/throughput "$workload" >> "$out"
-      MATMUL_NUM_THREADS=$threads target/release/examples/baseline_ndarray "$workload" >> "$out"
+      for bin in "${bins[@]}"; do
+        MATMUL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$bin/throughput" "$workload" >> "$out"
+        MATMUL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$bin/baseline_ndarray" "$workload" >> "$out"
+      done
       if [ "$have_torch" = 1 ]; then
         "$python" "$here/torch_mlp.py" "$workload" --threads "$threads" >> "$out"
       fi

@@ -35,6 +35,9 @@
 //! assert!(after < loss);
 //! ```
 
+#[cfg(feature = "openblas")]
+extern crate blas_src;
+
 mod float;
 mod gradcheck;
 pub mod ops;
