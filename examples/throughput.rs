@@ -84,7 +84,11 @@ fn main() {
     rates.sort_by(f64::total_cmp);
     println!(
         "{{\"impl\": \"gradus{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {:.4}, \"allocations_per_step\": {allocations_per_step}}}",
-        if cfg!(feature = "openblas") { "+openblas" } else { "" },
+        if cfg!(feature = "openblas") {
+            "+openblas"
+        } else {
+            ""
+        },
         std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into()),
         rates[1],
         accuracy
