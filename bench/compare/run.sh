@@ -32,11 +32,15 @@ if ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then
 else
   echo "note: no system OpenBLAS (apt-get install libopenblas-dev); skipping the openblas backend" >&2
 fi
-# Debian's OpenBLAS 0.3.21 does not recognise Zen 4/5 and would pick its AVX2 (Haswell)
-# kernels; on a CPU with AVX-512 use its AVX-512 (SkylakeX) kernels.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -q avx512f /proc/cpuinfo 2>/dev/null; then
+# Debian's OpenBLAS 0.3.21 does not recognise Zen 4/5 and picks its AVX2 (Haswell) kernels
+# (and this workplace's environment sets OPENBLAS_CORETYPE=Haswell); on a CPU with AVX-512
+# use its AVX-512 (SkylakeX) kernels. Set GRADUS_OPENBLAS_CORETYPE to choose another.
+if [ -n "${GRADUS_OPENBLAS_CORETYPE:-}" ]; then
+  export OPENBLAS_CORETYPE=$GRADUS_OPENBLAS_CORETYPE
+elif grep -q avx512f /proc/cpuinfo 2>/dev/null; then
   export OPENBLAS_CORETYPE=SKYLAKEX
 fi
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-}" >&2
 
 out="$here/results.jsonl"
 : > "$out"
