@@ -579,6 +579,7 @@ impl<T: Float> Trainer<T> {
         };
         if let Some(bar) = bar {
             bar.finish_with_message(describe(&record, self.config.epochs));
+            eprintln!(); // keep the finished bar, with the epoch's figures, on its own line
         }
         Ok(record)
     }
