@@ -185,7 +185,24 @@ fn build_model(
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // clap's message on one line: the error, any possible values, no usage hint.
+            let text = e.render().to_string();
+            let parts: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("For more information")
+                        && !l.starts_with("Usage:")
+                })
+                .collect();
+            return usage_error(parts.join(" ").trim_start_matches("error: "));
+        }
+    };
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     if args.eval.is_none() {
         if let Err(e) = check_writable(&args.output) {

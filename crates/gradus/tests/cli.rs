@@ -36,7 +36,11 @@ fn invalid_values_exit_2_with_one_line_and_leave_weights_untouched() {
         (vec!["--hidden", "0"], "hidden sizes must be at least 1"),
         (vec!["--hidden", "64,abc"], "--hidden"),
         (vec!["--dropout", "1"], "must be in [0, 1)"),
-        (vec!["--optimizer", "lbfgs"], "--optimizer"),
+        (
+            vec!["--optimizer", "lbfgs"],
+            "[possible values: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw]",
+        ),
+        (vec!["--no-such-flag"], "--no-such-flag"),
         (
             vec!["--data-dir", "/nonexistent/mnist"],
             "not found. Looked in /nonexistent/mnist",
@@ -66,6 +70,11 @@ fn invalid_values_exit_2_with_one_line_and_leave_weights_untouched() {
         assert_eq!(result.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got {stderr}"
+        );
         assert_eq!(
             std::fs::read(&weights).unwrap(),
             b"previous good weights",
