@@ -450,18 +450,19 @@ impl<T: Float> Trainer<T> {
                     self.save_checkpoint(&c.path, params)?;
                 }
             }
-            if let Some(es) = self.config.early_stopping {
-                if !improved && self.state.wait >= es.patience {
-                    self.state.history.stopped_early = Some(self.state.epoch);
-                }
+            if let Some(es) = self.config.early_stopping
+                && !improved
+                && self.state.wait >= es.patience
+            {
+                self.state.history.stopped_early = Some(self.state.epoch);
             }
         }
-        if let (Some(es), Some(best)) = (self.config.early_stopping, &self.state.best_weights) {
-            if es.restore_best {
-                params
-                    .import(best)
-                    .expect("best weights come from this model");
-            }
+        if let (Some(es), Some(best)) = (self.config.early_stopping, &self.state.best_weights)
+            && es.restore_best
+        {
+            params
+                .import(best)
+                .expect("best weights come from this model");
         }
         Ok(self.state.history.clone())
     }
