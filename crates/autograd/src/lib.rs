@@ -42,6 +42,7 @@ mod float;
 mod gradcheck;
 pub mod ops;
 mod params;
+pub mod pool;
 mod tape;
 
 pub use float::Float;

@@ -135,6 +135,22 @@ impl<T: Float> ParamStore<T> {
         Arc::make_mut(&mut self.values[id.0])
     }
 
+    /// The name and the mutable value of one parameter at once (for an optimizer that keys
+    /// its state by name). Copies the value first if a tape still shares it.
+    ///
+    /// ```
+    /// use gradus_autograd::{ParamStore, ndarray::arr1};
+    /// let mut params = ParamStore::<f32>::new();
+    /// let w = params.insert("w", arr1(&[1.0]).into_dyn()).unwrap();
+    /// let (name, value) = params.name_and_value_mut(w);
+    /// value[[0]] = 2.0;
+    /// assert_eq!(name, "w");
+    /// assert_eq!(params.get(w)[[0]], 2.0);
+    /// ```
+    pub fn name_and_value_mut(&mut self, id: ParamId) -> (&str, &mut ArrayD<T>) {
+        (&self.names[id.0], Arc::make_mut(&mut self.values[id.0]))
+    }
+
     /// A shared handle to the value, as a tape holds it.
     pub(crate) fn shared(&self, id: ParamId) -> Arc<ArrayD<T>> {
         Arc::clone(&self.values[id.0])

@@ -9,17 +9,23 @@ use std::fmt;
 use std::sync::Arc;
 
 use ndarray::ArrayD;
+use smallvec::SmallVec;
 
-use crate::{Float, ParamId, ParamStore};
+use crate::{Float, ParamId, ParamStore, pool};
 
 /// The id of a value recorded on a tape (valid for that tape only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub(crate) usize);
 
-/// A backward rule: given the gradient of the output, the output's value and which parents
-/// need a gradient, returns one gradient (shaped like that parent) per parent.
+/// One gradient (or none) per operand, as a backward rule returns them.
+pub(crate) type Grads<T> = SmallVec<[Option<ArrayD<T>>; 3]>;
+
+/// A backward rule: given the gradient of the output (which the rule may take and reuse),
+/// the output's value, the operands' values and which operands need a gradient, returns one
+/// gradient (shaped like that operand) per operand. Rules that capture nothing are not
+/// allocated at all, since a boxed zero-sized closure takes no heap memory.
 pub(crate) type BackwardFn<T> =
-    Box<dyn Fn(&ArrayD<T>, &ArrayD<T>, &[bool]) -> Vec<Option<ArrayD<T>>>>;
+    Box<dyn FnOnce(&mut ArrayD<T>, &ArrayD<T>, &[&ArrayD<T>], &[bool]) -> Grads<T>>;
 
 enum Origin {
     Constant,
@@ -28,11 +34,11 @@ enum Origin {
     Op,
 }
 
-struct Node<T: Float> {
+pub(crate) struct Node<T: Float> {
     op: &'static str,
     value: Arc<ArrayD<T>>,
     origin: Origin,
-    parents: Vec<NodeId>,
+    parents: SmallVec<[NodeId; 3]>,
     requires_grad: bool,
     backward: Option<BackwardFn<T>>,
 }
@@ -119,8 +125,9 @@ impl<T: Float> fmt::Debug for Var<'_, T> {
 
 impl<T: Float> Tape<T> {
     fn new(recording: bool) -> Self {
+        let nodes = pool::with_pool::<T, _>(|p| std::mem::take(&mut p.nodes)).unwrap_or_default();
         Self {
-            nodes: RefCell::new(Vec::new()),
+            nodes: RefCell::new(nodes),
             recording,
             detect_anomaly: false,
             anomaly: RefCell::new(None),
@@ -183,7 +190,7 @@ impl<T: Float> Tape<T> {
             op,
             value,
             origin,
-            parents: Vec::new(),
+            parents: SmallVec::new(),
             requires_grad,
             backward: None,
         });
@@ -192,12 +199,12 @@ impl<T: Float> Tape<T> {
 
     /// A value that needs no gradient (a batch of inputs, labels as floats, a mask).
     pub fn constant(&self, value: ArrayD<T>) -> Var<'_, T> {
-        self.leaf("constant", Arc::new(value), Origin::Constant)
+        self.leaf("constant", pool::share(value), Origin::Constant)
     }
 
     /// A value whose gradient the caller wants back: [`Gradients::input`] with [`Var::id`].
     pub fn input(&self, value: ArrayD<T>) -> Var<'_, T> {
-        self.leaf("input", Arc::new(value), Origin::Input)
+        self.leaf("input", pool::share(value), Origin::Input)
     }
 
     /// A parameter from the store, shared without copying; its gradient is keyed by `id`.
@@ -221,7 +228,7 @@ impl<T: Float> Tape<T> {
         backward: F,
     ) -> Var<'_, T>
     where
-        F: Fn(&ArrayD<T>, &ArrayD<T>, &[bool]) -> Vec<Option<ArrayD<T>>> + 'static,
+        F: FnOnce(&mut ArrayD<T>, &ArrayD<T>, &[&ArrayD<T>], &[bool]) -> Grads<T> + 'static,
     {
         if self.detect_anomaly {
             let shapes = parents.iter().map(|p| p.shape()).collect();
@@ -238,12 +245,12 @@ impl<T: Float> Tape<T> {
         let id = NodeId(nodes.len());
         nodes.push(Node {
             op,
-            value: Arc::new(value),
+            value: pool::share(value),
             origin: Origin::Op,
             parents: if requires_grad {
                 parents.iter().map(|p| p.id).collect()
             } else {
-                Vec::new()
+                SmallVec::new()
             },
             requires_grad,
             backward: if requires_grad {
@@ -259,14 +266,17 @@ impl<T: Float> Tape<T> {
         Arc::clone(&self.nodes.borrow()[id.0].value)
     }
 
-    /// The reverse sweep: consumes the records, freeing each node once it is processed.
+    /// The reverse sweep: consumes the records, giving each value's storage back to the pool
+    /// once it is processed.
     fn backward(self, loss: NodeId) -> Result<Gradients<T>, Anomaly> {
         let detect = self.detect_anomaly;
-        if let Some(a) = self.anomaly.into_inner() {
+        if let Some(a) = self.anomaly.borrow_mut().take() {
             return Err(a);
         }
-        let mut nodes = self.nodes.into_inner();
-        nodes.truncate(loss.0 + 1);
+        let mut nodes = std::mem::take(&mut *self.nodes.borrow_mut());
+        for n in nodes.drain(loss.0 + 1..) {
+            pool::recycle_shared(n.value);
+        }
         let loss_value = &nodes[loss.0].value;
         assert!(
             loss_value.len() == 1,
@@ -274,20 +284,35 @@ impl<T: Float> Tape<T> {
             loss_value.shape()
         );
         let mut out = Gradients {
-            params: Vec::new(),
+            params: pool::with_pool::<T, _>(|p| std::mem::take(&mut p.param_grads))
+                .unwrap_or_default(),
             inputs: HashMap::new(),
         };
         if !nodes[loss.0].requires_grad {
+            *self.nodes.borrow_mut() = nodes;
             return Ok(out);
         }
-        let requires: Vec<bool> = nodes.iter().map(|n| n.requires_grad).collect();
-        let mut grads: Vec<Option<ArrayD<T>>> = (0..nodes.len()).map(|_| None).collect();
-        grads[loss.0] = Some(ArrayD::from_elem(loss_value.raw_dim(), T::one()));
+        let (mut requires, mut grads) = pool::with_pool::<T, _>(|p| {
+            (
+                std::mem::take(&mut p.requires),
+                std::mem::take(&mut p.grads),
+            )
+        })
+        .unwrap_or_default();
+        requires.clear();
+        requires.extend(nodes.iter().map(|n| n.requires_grad));
+        grads.clear();
+        grads.resize_with(nodes.len(), || None);
+        grads[loss.0] = Some(pool::full(loss_value.shape(), T::one()));
+        let mut result = Ok(());
         while let Some(node) = nodes.pop() {
             let i = nodes.len();
-            let Some(g) = grads[i].take() else { continue };
+            let Some(mut g) = grads[i].take() else {
+                pool::recycle_shared(node.value);
+                continue;
+            };
             match node.origin {
-                Origin::Constant => {}
+                Origin::Constant => pool::recycle(g),
                 Origin::Input => {
                     out.inputs.insert(NodeId(i), g);
                 }
@@ -298,12 +323,14 @@ impl<T: Float> Tape<T> {
                     accumulate(&mut out.params[pid.0], g, "param");
                 }
                 Origin::Op => {
-                    let rule = node
-                        .backward
-                        .as_ref()
-                        .expect("op that requires grad has a rule");
-                    let needs: Vec<bool> = node.parents.iter().map(|p| requires[p.0]).collect();
-                    let parent_grads = rule(&g, &node.value, &needs);
+                    let rule = node.backward.expect("op that requires grad has a rule");
+                    let needs: SmallVec<[bool; 3]> =
+                        node.parents.iter().map(|p| requires[p.0]).collect();
+                    let inputs: SmallVec<[&ArrayD<T>; 3]> =
+                        node.parents.iter().map(|p| &*nodes[p.0].value).collect();
+                    let parent_grads = rule(&mut g, &node.value, &inputs, &needs);
+                    drop(inputs);
+                    pool::recycle(g);
                     debug_assert_eq!(parent_grads.len(), node.parents.len(), "{}", node.op);
                     if detect
                         && parent_grads
@@ -311,7 +338,7 @@ impl<T: Float> Tape<T> {
                             .flatten()
                             .any(|g| g.iter().any(|v| !v.is_finite()))
                     {
-                        return Err(Anomaly {
+                        result = Err(Anomaly {
                             op: node.op.to_string(),
                             phase: Phase::Backward,
                             operand_shapes: node
@@ -321,24 +348,57 @@ impl<T: Float> Tape<T> {
                                 .collect(),
                             output_shape: node.value.shape().to_vec(),
                         });
+                        pool::recycle_shared(node.value);
+                        break;
                     }
                     for (p, pg) in node.parents.iter().zip(parent_grads) {
-                        if let (Some(pg), true) = (pg, requires[p.0]) {
-                            let expected = nodes[p.0].value.shape();
-                            assert!(
-                                pg.shape() == expected,
-                                "{}: backward produced a gradient of shape {:?} for an operand of shape {:?}",
-                                node.op,
-                                pg.shape(),
-                                expected
-                            );
-                            accumulate(&mut grads[p.0], pg, node.op);
+                        match (pg, requires[p.0]) {
+                            (Some(pg), true) => {
+                                let expected = nodes[p.0].value.shape();
+                                assert!(
+                                    pg.shape() == expected,
+                                    "{}: backward produced a gradient of shape {:?} for an operand of shape {:?}",
+                                    node.op,
+                                    pg.shape(),
+                                    expected
+                                );
+                                accumulate(&mut grads[p.0], pg, node.op);
+                            }
+                            (Some(pg), false) => pool::recycle(pg),
+                            (None, _) => {}
                         }
                     }
                 }
             }
+            pool::recycle_shared(node.value);
         }
-        Ok(out)
+        for n in nodes.drain(..) {
+            pool::recycle_shared(n.value);
+        }
+        for g in grads.drain(..).flatten() {
+            pool::recycle(g);
+        }
+        *self.nodes.borrow_mut() = nodes;
+        pool::with_pool::<T, _>(|p| {
+            p.requires = requires;
+            p.grads = grads;
+        });
+        result.map(|()| out)
+    }
+}
+
+impl<T: Float> Drop for Tape<T> {
+    /// Gives the values' storage and the (emptied) node list back to the pool.
+    fn drop(&mut self) {
+        let mut nodes = std::mem::take(self.nodes.get_mut());
+        for n in nodes.drain(..) {
+            pool::recycle_shared(n.value);
+        }
+        pool::with_pool::<T, _>(|p| {
+            if nodes.capacity() > p.nodes.capacity() {
+                p.nodes = nodes;
+            }
+        });
     }
 }
 
@@ -352,6 +412,7 @@ fn accumulate<T: Float>(slot: &mut Option<ArrayD<T>>, g: ArrayD<T>, op: &str) {
                 "{op}: accumulated gradients differ in shape"
             );
             *acc += &g;
+            pool::recycle(g);
         }
     }
 }
@@ -420,10 +481,25 @@ where
 }
 
 /// The gradients of one backward pass, keyed by parameter (and by the inputs that asked).
+///
+/// Dropping them gives their storage back to this thread's [`pool`](crate::pool).
 #[derive(Clone, Debug, Default)]
 pub struct Gradients<T: Float = f32> {
     params: Vec<Option<ArrayD<T>>>,
     inputs: HashMap<NodeId, ArrayD<T>>,
+}
+
+impl<T: Float> Drop for Gradients<T> {
+    fn drop(&mut self) {
+        for g in self.params.drain(..).flatten() {
+            pool::recycle(g);
+        }
+        for (_, g) in self.inputs.drain() {
+            pool::recycle(g);
+        }
+        let slots = std::mem::take(&mut self.params);
+        pool::with_pool::<T, _>(|p| p.param_grads = slots);
+    }
 }
 
 impl<T: Float> Gradients<T> {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use gradus_autograd::ndarray::{ArrayD, Axis};
 use gradus_autograd::{
-    Float, NamedArrays, ParamStore, Tape, Var, count_correct, value_and_grad,
+    Float, NamedArrays, ParamStore, Tape, Var, count_correct, pool, value_and_grad,
     value_and_grad_detect_anomaly,
 };
 use gradus_layers::{Mode, Module};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::checkpoint::{self, CheckpointError, FileKind};
-use crate::data::{BatchSize, Dataset, Targets};
+use crate::data::{BatchSize, Dataset, Targets, epoch_chunks};
 
 /// The loss a trainer minimises (all with mean reduction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,16 +477,18 @@ impl<T: Float> Trainer<T> {
     ) -> Result<EpochRecord, TrainError> {
         let epoch = self.state.epoch + 1;
         let start = Instant::now();
-        let batches = {
+        let order = {
             let rng = self
                 .config
                 .shuffle
                 .then_some(&mut self.state.rng as &mut dyn rand::RngCore);
-            train.epoch_batches(self.config.batch_size, rng, self.config.drop_last)
+            train.epoch_order(rng)
         };
-        let bar = show_bar.then(|| progress_bar(batches.len() as u64, epoch, self.config.epochs));
+        let batches = epoch_chunks(&order, self.config.batch_size, self.config.drop_last);
+        let bar = show_bar
+            .then(|| progress_bar(batches.clone().count() as u64, epoch, self.config.epochs));
         let (mut loss_sum, mut seen, mut correct, mut skipped) = (0.0, 0usize, 0usize, 0usize);
-        for (b, indices) in batches.iter().enumerate() {
+        for (b, indices) in batches.enumerate() {
             let batch = train.batch(indices);
             let mut logits = None;
             let rng = &mut self.state.rng;
@@ -544,11 +546,9 @@ impl<T: Float> Trainer<T> {
             );
             loss_sum += loss * indices.len() as f64;
             seen += indices.len();
-            if let Some(c) = logits
-                .as_ref()
-                .and_then(|l| accuracy_count(l, &batch.targets))
-            {
-                correct += c;
+            if let Some(l) = logits.take() {
+                correct += accuracy_count(&l, &batch.targets).unwrap_or(0);
+                pool::recycle_shared(l);
             }
             if let Some(bar) = &bar {
                 bar.set_message(format!(

@@ -1,6 +1,7 @@
 //! What every optimizer shares: the trait, the per-parameter state (keyed by parameter name,
 //! serialisable), the missing-gradient policy and the errors.
 
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
 use gradus_autograd::ndarray::ArrayD;
@@ -154,22 +155,34 @@ pub(crate) fn for_each_param<T: Float>(
     if !missing.is_empty() && policy == MissingGrad::Error {
         return Err(OptimError::MissingGradient { names: missing });
     }
-    let ids: Vec<_> = params.ids().collect();
-    for id in ids {
+    // No allocation per parameter: the state is updated where it lies in the map.
+    for id in params.ids() {
         let Some(g) = grads.get(id) else { continue };
-        let name = params.name(id).to_owned();
-        let mut slot = state.remove(&name);
         let g = g.as_standard_layout();
-        let p = params.get_mut(id);
-        let shape = p.shape().to_vec();
-        update(
-            elements(p),
-            g.as_slice().expect("standard layout"),
-            &shape,
-            &mut slot,
-        );
-        if let Some(s) = slot {
-            state.insert(name, s);
+        let g = g.as_slice().expect("standard layout");
+        let (name, p) = params.name_and_value_mut(id);
+        let shape: SmallVec<[usize; 4]> = p.shape().into();
+        match state.get_mut(name) {
+            Some(s) => {
+                let placeholder = ParamState::Sgd {
+                    momentum_buffer: None,
+                };
+                let mut slot = Some(std::mem::replace(s, placeholder));
+                update(elements(p), g, &shape, &mut slot);
+                match slot {
+                    Some(v) => *s = v,
+                    None => {
+                        state.remove(name);
+                    }
+                }
+            }
+            None => {
+                let mut slot = None;
+                update(elements(p), g, &shape, &mut slot);
+                if let Some(v) = slot {
+                    state.insert(name.to_owned(), v);
+                }
+            }
         }
     }
     Ok(())

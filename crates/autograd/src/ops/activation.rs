@@ -3,9 +3,10 @@
 
 use ndarray::{ArrayD, Axis, Zip};
 use rand::Rng;
+use smallvec::smallvec;
 
 use super::check_axis;
-use crate::{Float, Var};
+use crate::{Float, Var, pool};
 
 /// `x - max(x)` along `axis`: the shift that keeps `exp` from overflowing.
 fn shifted<T: Float>(x: &ArrayD<T>, axis: usize) -> ArrayD<T> {
@@ -29,17 +30,16 @@ impl<'t, T: Float> Var<'t, T> {
     /// assert_eq!(x.relu().value().as_slice().unwrap(), &[0.0, 0.0, 2.0]);
     /// ```
     pub fn relu(self) -> Var<'t, T> {
-        let value = self
-            .value()
-            .mapv(|v| if v > T::zero() { v } else { T::zero() });
-        self.tape.push_op("relu", &[self], value, |g, out, _| {
-            let mut d = g.clone();
+        let value = pool::map(&self.value(), |v| if v > T::zero() { v } else { T::zero() });
+        // Backward masks the incoming gradient in place.
+        self.tape.push_op("relu", &[self], value, |g, out, _, _| {
+            let mut d = pool::steal(g);
             Zip::from(&mut d).and(out).for_each(|d, &y| {
                 if y <= T::zero() {
                     *d = T::zero()
                 }
             });
-            vec![Some(d)]
+            smallvec![Some(d)]
         })
     }
 
@@ -48,38 +48,39 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let value = x.mapv(|v| if v > T::zero() { v } else { v * slope });
         self.tape
-            .push_op("leaky_relu", &[self], value, move |g, _, _| {
+            .push_op("leaky_relu", &[self], value, move |g, _, _, _| {
                 let mut d = g.clone();
                 Zip::from(&mut d).and(&*x).for_each(|d, &x| {
                     if x <= T::zero() {
                         *d *= slope
                     }
                 });
-                vec![Some(d)]
+                smallvec![Some(d)]
             })
     }
 
     /// The logistic function `1 / (1 + e^-x)`, evaluated without overflow.
     pub fn sigmoid(self) -> Var<'t, T> {
         let value = self.value().mapv(sigmoid);
-        self.tape.push_op("sigmoid", &[self], value, |g, out, _| {
-            let mut d = g.clone();
-            Zip::from(&mut d)
-                .and(out)
-                .for_each(|d, &y| *d *= y * (T::one() - y));
-            vec![Some(d)]
-        })
+        self.tape
+            .push_op("sigmoid", &[self], value, |g, out, _, _| {
+                let mut d = g.clone();
+                Zip::from(&mut d)
+                    .and(out)
+                    .for_each(|d, &y| *d *= y * (T::one() - y));
+                smallvec![Some(d)]
+            })
     }
 
     /// Hyperbolic tangent.
     pub fn tanh(self) -> Var<'t, T> {
         let value = self.value().mapv(T::tanh);
-        self.tape.push_op("tanh", &[self], value, |g, out, _| {
+        self.tape.push_op("tanh", &[self], value, |g, out, _, _| {
             let mut d = g.clone();
             Zip::from(&mut d)
                 .and(out)
                 .for_each(|d, &y| *d *= T::one() - y * y);
-            vec![Some(d)]
+            smallvec![Some(d)]
         })
     }
 
@@ -96,17 +97,18 @@ impl<'t, T: Float> Var<'t, T> {
         let half = T::of(0.5);
         let inv_sqrt2 = T::of(std::f64::consts::FRAC_1_SQRT_2);
         let value = x.mapv(|v| half * v * (T::one() + (v * inv_sqrt2).erf()));
-        self.tape.push_op("gelu", &[self], value, move |g, _, _| {
-            let inv_sqrt_2pi =
-                T::of(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
-            let mut d = g.clone();
-            Zip::from(&mut d).and(&*x).for_each(|d, &x| {
-                let cdf = half * (T::one() + (x * inv_sqrt2).erf());
-                let pdf = inv_sqrt_2pi * (-half * x * x).exp();
-                *d *= cdf + x * pdf;
-            });
-            vec![Some(d)]
-        })
+        self.tape
+            .push_op("gelu", &[self], value, move |g, _, _, _| {
+                let inv_sqrt_2pi =
+                    T::of(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+                let mut d = g.clone();
+                Zip::from(&mut d).and(&*x).for_each(|d, &x| {
+                    let cdf = half * (T::one() + (x * inv_sqrt2).erf());
+                    let pdf = inv_sqrt_2pi * (-half * x * x).exp();
+                    *d *= cdf + x * pdf;
+                });
+                smallvec![Some(d)]
+            })
     }
 
     /// Softmax along `axis`, shifted by the maximum so large logits do not overflow.
@@ -123,11 +125,11 @@ impl<'t, T: Float> Var<'t, T> {
         let mut e = shifted(&x, axis).mapv_into(T::exp);
         let s = e.sum_axis(Axis(axis)).insert_axis(Axis(axis));
         e /= &s;
-        self.tape.push_op("softmax", &[self], e, move |g, y, _| {
+        self.tape.push_op("softmax", &[self], e, move |g, y, _, _| {
             // dx = y * (g - sum(g * y))
-            let gy = g * y;
+            let gy = &*g * y;
             let s = gy.sum_axis(Axis(axis)).insert_axis(Axis(axis));
-            vec![Some(gy - &(y * &s))]
+            smallvec![Some(gy - &(y * &s))]
         })
     }
 
@@ -143,7 +145,7 @@ impl<'t, T: Float> Var<'t, T> {
             .insert_axis(Axis(axis));
         let value = z - &lse;
         self.tape
-            .push_op("log_softmax", &[self], value, move |g, out, _| {
+            .push_op("log_softmax", &[self], value, move |g, out, _, _| {
                 // dx = g - softmax * sum(g)
                 let s = g.sum_axis(Axis(axis)).insert_axis(Axis(axis));
                 let mut d = g.clone();
@@ -151,7 +153,7 @@ impl<'t, T: Float> Var<'t, T> {
                     .and(out)
                     .and_broadcast(&s)
                     .for_each(|d, &lp, &s| *d -= lp.exp() * s);
-                vec![Some(d)]
+                smallvec![Some(d)]
             })
     }
 
@@ -186,8 +188,8 @@ impl<'t, T: Float> Var<'t, T> {
         });
         let value = &*x * &mask;
         self.tape
-            .push_op("dropout", &[self], value, move |g, _, _| {
-                vec![Some(g * &mask)]
+            .push_op("dropout", &[self], value, move |g, _, _, _| {
+                smallvec![Some(&*g * &mask)]
             })
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! A broadcast operand's gradient is summed back to its own shape.
 
+use smallvec::smallvec;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use ndarray::{ArrayD, Zip};
@@ -26,8 +27,8 @@ impl<'t, T: Float> Var<'t, T> {
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         let value = &*a + &*b;
         self.tape
-            .push_op("add", &[self, other], value, move |g, _, needs| {
-                vec![
+            .push_op("add", &[self, other], value, move |g, _, _, needs| {
+                smallvec![
                     needs[0].then(|| sum_to(g, &sa)),
                     needs[1].then(|| sum_to(g, &sb)),
                 ]
@@ -41,8 +42,8 @@ impl<'t, T: Float> Var<'t, T> {
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         let value = &*a - &*b;
         self.tape
-            .push_op("sub", &[self, other], value, move |g, _, needs| {
-                vec![
+            .push_op("sub", &[self, other], value, move |g, _, _, needs| {
+                smallvec![
                     needs[0].then(|| sum_to(g, &sa)),
                     needs[1].then(|| -sum_to(g, &sb)),
                 ]
@@ -55,10 +56,10 @@ impl<'t, T: Float> Var<'t, T> {
         broadcast_shape("mul", a.shape(), b.shape());
         let value = &*a * &*b;
         self.tape
-            .push_op("mul", &[self, other], value, move |g, _, needs| {
-                vec![
-                    needs[0].then(|| sum_to(&(g * &*b), a.shape())),
-                    needs[1].then(|| sum_to(&(g * &*a), b.shape())),
+            .push_op("mul", &[self, other], value, move |g, _, _, needs| {
+                smallvec![
+                    needs[0].then(|| sum_to(&(&*g * &*b), a.shape())),
+                    needs[1].then(|| sum_to(&(&*g * &*a), b.shape())),
                 ]
             })
     }
@@ -69,11 +70,11 @@ impl<'t, T: Float> Var<'t, T> {
         broadcast_shape("div", a.shape(), b.shape());
         let value = &*a / &*b;
         self.tape
-            .push_op("div", &[self, other], value, move |g, out, needs| {
+            .push_op("div", &[self, other], value, move |g, out, _, needs| {
                 // d(a/b)/db = -a/b^2 = -out/b
-                vec![
-                    needs[0].then(|| sum_to(&(g / &*b), a.shape())),
-                    needs[1].then(|| sum_to(&(-(g * out) / &*b), b.shape())),
+                smallvec![
+                    needs[0].then(|| sum_to(&(&*g / &*b), a.shape())),
+                    needs[1].then(|| sum_to(&(-(&*g * out) / &*b), b.shape())),
                 ]
             })
     }
@@ -81,24 +82,26 @@ impl<'t, T: Float> Var<'t, T> {
     /// `-self`: the unary `-` operator.
     fn neg_var(self) -> Var<'t, T> {
         let value = self.value().mapv(|v| -v);
-        self.tape
-            .push_op("neg", &[self], value, |g, _, _| vec![Some(g.mapv(|v| -v))])
+        self.tape.push_op("neg", &[self], value, |g, _, _, _| {
+            smallvec![Some(g.mapv(|v| -v))]
+        })
     }
 
     /// `self + s` for a scalar `s`.
     pub fn add_scalar(self, s: T) -> Var<'t, T> {
         let value = &*self.value() + s;
-        self.tape.push_op("add_scalar", &[self], value, |g, _, _| {
-            vec![Some(g.clone())]
-        })
+        self.tape
+            .push_op("add_scalar", &[self], value, |g, _, _, _| {
+                smallvec![Some(g.clone())]
+            })
     }
 
     /// `self * s` for a scalar `s`.
     pub fn mul_scalar(self, s: T) -> Var<'t, T> {
         let value = &*self.value() * s;
         self.tape
-            .push_op("mul_scalar", &[self], value, move |g, _, _| {
-                vec![Some(g * s)]
+            .push_op("mul_scalar", &[self], value, move |g, _, _, _| {
+                smallvec![Some(&*g * s)]
             })
     }
 
@@ -123,38 +126,41 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn powf(self, p: T) -> Var<'t, T> {
         let x = self.value();
         let value = x.mapv(|v| v.powf(p));
-        self.tape.push_op("powf", &[self], value, move |g, _, _| {
-            let mut d = g.clone();
-            Zip::from(&mut d)
-                .and(&*x)
-                .for_each(|d, &x| *d *= p * x.powf(p - T::one()));
-            vec![Some(d)]
-        })
+        self.tape
+            .push_op("powf", &[self], value, move |g, _, _, _| {
+                let mut d = g.clone();
+                Zip::from(&mut d)
+                    .and(&*x)
+                    .for_each(|d, &x| *d *= p * x.powf(p - T::one()));
+                smallvec![Some(d)]
+            })
     }
 
     /// `e^self`, element-wise.
     pub fn exp(self) -> Var<'t, T> {
         let value = self.value().mapv(T::exp);
-        self.tape
-            .push_op("exp", &[self], value, |g, out, _| vec![Some(g * out)])
+        self.tape.push_op("exp", &[self], value, |g, out, _, _| {
+            smallvec![Some(&*g * out)]
+        })
     }
 
     /// Natural logarithm, element-wise (`log(0) = -inf`, as in PyTorch).
     pub fn log(self) -> Var<'t, T> {
         let x = self.value();
         let value = x.mapv(T::ln);
-        self.tape
-            .push_op("log", &[self], value, move |g, _, _| vec![Some(g / &*x)])
+        self.tape.push_op("log", &[self], value, move |g, _, _, _| {
+            smallvec![Some(&*g / &*x)]
+        })
     }
 
     /// Square root, element-wise.
     pub fn sqrt(self) -> Var<'t, T> {
         let value = self.value().mapv(T::sqrt);
-        self.tape.push_op("sqrt", &[self], value, |g, out, _| {
+        self.tape.push_op("sqrt", &[self], value, |g, out, _, _| {
             let two = T::one() + T::one();
             let mut d: ArrayD<T> = g.clone();
             Zip::from(&mut d).and(out).for_each(|d, &y| *d /= two * y);
-            vec![Some(d)]
+            smallvec![Some(d)]
         })
     }
 

@@ -3,8 +3,9 @@
 //! and `bce_with_logits`.
 
 use ndarray::{ArrayD, Axis, Ix2, Zip};
+use smallvec::smallvec;
 
-use crate::{Float, Var};
+use crate::{Float, Var, pool};
 
 impl<'t, T: Float> Var<'t, T> {
     /// Mean softmax cross-entropy of logits `[batch, classes]` against class indices, fused:
@@ -44,9 +45,10 @@ impl<'t, T: Float> Var<'t, T> {
             );
         }
         // probs = softmax(logits) row by row; loss = mean(lse - logit[label]).
-        let mut probs = logits.to_owned();
+        let mut probs = pool::copy(&x);
         let mut total = 0.0f64;
-        for (mut row, &label) in probs.rows_mut().into_iter().zip(labels) {
+        let mut prob_rows = probs.view_mut().into_dimensionality::<Ix2>().expect("2-D");
+        for (mut row, &label) in prob_rows.rows_mut().into_iter().zip(labels) {
             let max = row.iter().copied().fold(T::neg_infinity(), T::max);
             if max == T::infinity() {
                 // The +inf logits share all the probability.
@@ -77,20 +79,22 @@ impl<'t, T: Float> Var<'t, T> {
             row /= sum;
             total += (sum.ln() - picked).as_f64();
         }
-        let value = ArrayD::from_elem(vec![], T::of(total / n as f64));
+        let value = pool::full(&[], T::of(total / n as f64));
         let labels = labels.to_vec();
         self.tape.push_op(
             "cross_entropy_with_logits",
             &[self],
             value,
-            move |g, _, _| {
+            move |g, _, _, _| {
+                // The saved probabilities become the gradient: (softmax - onehot) * g / n.
                 let scale = g[[]] / T::of(n as f64);
-                let mut d = probs.clone();
-                for (mut row, &label) in d.rows_mut().into_iter().zip(&labels) {
+                let mut d = probs;
+                let mut rows = d.view_mut().into_dimensionality::<Ix2>().expect("2-D");
+                for (mut row, &label) in rows.rows_mut().into_iter().zip(&labels) {
                     row[label] -= T::one();
                     row *= scale;
                 }
-                vec![Some(d.into_dyn())]
+                smallvec![Some(d)]
             },
         )
     }
@@ -146,9 +150,9 @@ impl<'t, T: Float> Var<'t, T> {
             "bce_with_logits",
             &[self, target],
             value,
-            move |g, _, needs| {
+            move |g, _, _, needs| {
                 let scale = g[[]] / n;
-                vec![
+                smallvec![
                     needs[0].then(|| {
                         let mut d = x.mapv(super::activation::sigmoid);
                         Zip::from(&mut d)

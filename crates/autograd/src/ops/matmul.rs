@@ -4,9 +4,13 @@
 //! Products go through ndarray's `dot`, which hands strided views (transposes included)
 //! straight to matrixmultiply's GEMM without copying.
 
-use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix1, Ix2};
+use smallvec::SmallVec;
+use smallvec::smallvec;
 
-use crate::{Float, Var};
+use crate::tape::Grads;
+use crate::{Float, Var, pool};
 
 fn as_matrix<'a, T: Float>(a: &'a ArrayD<T>, op: &str, side: &str) -> ArrayView2<'a, T> {
     match a.ndim() {
@@ -77,7 +81,7 @@ impl<'t, T: Float> Var<'t, T> {
         }
         let value = reshaped(am.dot(&bm).into_dyn(), &out_shape);
         self.tape
-            .push_op("matmul", &[self, other], value, move |g, _, needs| {
+            .push_op("matmul", &[self, other], value, move |g, _, _, needs| {
                 let (am, bm) = (
                     as_matrix(&a, "matmul", "left"),
                     as_matrix(&b, "matmul", "right"),
@@ -87,7 +91,7 @@ impl<'t, T: Float> Var<'t, T> {
                     .view()
                     .into_shape_with_order((am.nrows(), bm.ncols()))
                     .expect("gradient has the output's elements");
-                vec![
+                smallvec![
                     needs[0].then(|| reshaped(g2.dot(&bm.t()).into_dyn(), a.shape())),
                     needs[1].then(|| reshaped(am.t().dot(&g2).into_dyn(), b.shape())),
                 ]
@@ -138,44 +142,79 @@ impl<'t, T: Float> Var<'t, T> {
                 wm.ncols()
             );
         }
-        let mut y: Array2<T> = xm.dot(&wm.t());
-        let mut parents = vec![self, weight];
+        let mut parents: SmallVec<[Var<'t, T>; 3]> = smallvec![self, weight];
+        let (n, out) = (xm.nrows(), wm.nrows());
+        let mut y = pool::scratch(&[n, out]);
+        let mut beta = T::zero();
         if let Some(b) = bias {
             let bv = b.value();
-            if bv.shape() != [wm.nrows()] {
+            if bv.shape() != [out] {
                 panic!(
                     "linear: bias {:?} does not match weight {:?}: expected [{}]",
                     bv.shape(),
                     w.shape(),
-                    wm.nrows()
+                    out
                 );
             }
-            let bv = bv
-                .view()
-                .into_dimensionality::<ndarray::Ix1>()
-                .expect("checked 1-D");
-            y += &bv;
+            // The bias goes in first and the product is accumulated onto it (beta = 1).
+            let bias_row = bv.view().into_dimensionality::<Ix1>().expect("checked 1-D");
+            y.view_mut()
+                .into_dimensionality::<Ix2>()
+                .expect("2-D")
+                .rows_mut()
+                .into_iter()
+                .for_each(|mut r| r.assign(&bias_row));
+            beta = T::one();
             parents.push(b);
         }
-        let has_bias = bias.is_some();
+        general_mat_mul(T::one(), &xm, &wm.t(), beta, &mut as_matrix_mut(&mut y));
+        // The rule captures nothing (the operands' values come from the tape), so recording
+        // it allocates nothing.
         self.tape
-            .push_op("linear", &parents, y.into_dyn(), move |g, _, needs| {
+            .push_op("linear", &parents, y, |g, _, inputs, needs| {
                 let g2 = g
                     .view()
                     .into_dimensionality::<Ix2>()
                     .expect("linear output is 2-D");
-                let xm = x.view().into_dimensionality::<Ix2>().expect("checked");
-                let wm = w.view().into_dimensionality::<Ix2>().expect("checked");
-                let mut grads = vec![
-                    needs[0].then(|| g2.dot(&wm).into_dyn()),
-                    needs[1].then(|| g2.t().dot(&xm).into_dyn()),
+                let xm = inputs[0]
+                    .view()
+                    .into_dimensionality::<Ix2>()
+                    .expect("checked");
+                let wm = inputs[1]
+                    .view()
+                    .into_dimensionality::<Ix2>()
+                    .expect("checked");
+                let mut grads: Grads<T> = smallvec![
+                    needs[0].then(|| product(&g2, &wm)),
+                    needs[1].then(|| product(&g2.t(), &xm)),
                 ];
-                if has_bias {
-                    grads.push(needs[2].then(|| g2.sum_axis(Axis(0)).into_dyn()));
+                if inputs.len() == 3 {
+                    grads.push(needs[2].then(|| {
+                        let mut gb = pool::full(&[g2.ncols()], T::zero());
+                        let acc = gb.as_slice_mut().expect("fresh array is contiguous");
+                        for row in g2.rows() {
+                            for (a, &v) in acc.iter_mut().zip(row) {
+                                *a += v;
+                            }
+                        }
+                        gb
+                    }));
                 }
                 grads
             })
     }
+}
+
+/// A 2-D mutable view of a fresh 2-D array.
+fn as_matrix_mut<T: Float>(a: &mut ArrayD<T>) -> ArrayViewMut2<'_, T> {
+    a.view_mut().into_dimensionality::<Ix2>().expect("2-D")
+}
+
+/// `a b` on pooled storage.
+fn product<T: Float>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> ArrayD<T> {
+    let mut c = pool::scratch(&[a.nrows(), b.ncols()]);
+    general_mat_mul(T::one(), a, b, T::zero(), &mut as_matrix_mut(&mut c));
+    c
 }
 
 #[cfg(test)]

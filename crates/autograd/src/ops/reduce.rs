@@ -2,6 +2,7 @@
 //! `max_axis`, whose gradient flows to the first maximal element of each lane (as PyTorch).
 
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
+use smallvec::smallvec;
 
 use super::check_axis;
 use crate::{Float, Var};
@@ -20,8 +21,8 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let shape = x.raw_dim();
         let value = ArrayD::from_elem(IxDyn(&[]), x.sum());
-        self.tape.push_op("sum", &[self], value, move |g, _, _| {
-            vec![Some(ArrayD::from_elem(shape.clone(), g[[]]))]
+        self.tape.push_op("sum", &[self], value, move |g, _, _, _| {
+            smallvec![Some(ArrayD::from_elem(shape.clone(), g[[]]))]
         })
     }
 
@@ -50,13 +51,13 @@ impl<'t, T: Float> Var<'t, T> {
             value = value.insert_axis(Axis(axis));
         }
         self.tape
-            .push_op("sum_axis", &[self], value, move |g, _, _| {
+            .push_op("sum_axis", &[self], value, move |g, _, _, _| {
                 let g = if keepdim {
                     g.view()
                 } else {
                     g.view().insert_axis(Axis(axis))
                 };
-                vec![Some(
+                smallvec![Some(
                     g.broadcast(shape.clone())
                         .expect("reduced axis broadcasts")
                         .to_owned(),
@@ -110,7 +111,7 @@ impl<'t, T: Float> Var<'t, T> {
         }
         let shape = x.raw_dim();
         self.tape
-            .push_op("max_axis", &[self], value, move |g, _, _| {
+            .push_op("max_axis", &[self], value, move |g, _, _, _| {
                 let mut gx = ArrayD::zeros(shape.clone());
                 let g = if keepdim {
                     g.view().remove_axis(Axis(axis))
@@ -121,7 +122,7 @@ impl<'t, T: Float> Var<'t, T> {
                     .and(&argmax)
                     .and(&g)
                     .for_each(|mut lane, &i, &gv| lane[i] = gv);
-                vec![Some(gx)]
+                smallvec![Some(gx)]
             })
     }
 }

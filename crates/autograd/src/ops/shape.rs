@@ -1,6 +1,7 @@
 //! Shape ops: `permute`, `reshape`, `broadcast_to`, `concat` and `slice_axis` along an axis,
 //! and `index_select` of rows. Their gradients only move, sum or scatter values.
 
+use smallvec::smallvec;
 use std::ops::Range;
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
@@ -28,8 +29,8 @@ impl<'t, T: Float> Var<'t, T> {
             inverse[a] = i;
         }
         self.tape
-            .push_op("permute", &[self], value, move |g, _, _| {
-                vec![Some(g.clone().permuted_axes(IxDyn(&inverse)))]
+            .push_op("permute", &[self], value, move |g, _, _, _| {
+                smallvec![Some(g.clone().permuted_axes(IxDyn(&inverse)))]
             })
     }
 
@@ -57,9 +58,9 @@ impl<'t, T: Float> Var<'t, T> {
             .expect("sizes match");
         let original = x.shape().to_vec();
         self.tape
-            .push_op("reshape", &[self], value, move |g, _, _| {
+            .push_op("reshape", &[self], value, move |g, _, _, _| {
                 let g = g.as_standard_layout().into_owned();
-                vec![Some(
+                smallvec![Some(
                     g.into_shape_with_order(original.as_slice())
                         .expect("sizes match"),
                 )]
@@ -78,8 +79,8 @@ impl<'t, T: Float> Var<'t, T> {
         };
         let original = x.shape().to_vec();
         self.tape
-            .push_op("broadcast_to", &[self], value, move |g, _, _| {
-                vec![Some(sum_to(g, &original))]
+            .push_op("broadcast_to", &[self], value, move |g, _, _, _| {
+                smallvec![Some(sum_to(g, &original))]
             })
     }
 
@@ -115,7 +116,7 @@ impl<'t, T: Float> Var<'t, T> {
         let lengths: Vec<usize> = values.iter().map(|v| v.shape()[axis]).collect();
         parts[0]
             .tape
-            .push_op("concat", parts, value, move |g, _, needs| {
+            .push_op("concat", parts, value, move |g, _, _, needs| {
                 let mut start = 0;
                 lengths
                     .iter()
@@ -153,11 +154,11 @@ impl<'t, T: Float> Var<'t, T> {
             .to_owned();
         let shape = x.raw_dim();
         self.tape
-            .push_op("slice_axis", &[self], value, move |g, _, _| {
+            .push_op("slice_axis", &[self], value, move |g, _, _, _| {
                 let mut gx = ArrayD::zeros(shape.clone());
                 gx.slice_axis_mut(Axis(axis), Slice::from(range.clone()))
                     .assign(g);
-                vec![Some(gx)]
+                smallvec![Some(gx)]
             })
     }
 
@@ -186,13 +187,13 @@ impl<'t, T: Float> Var<'t, T> {
         let rows = rows.to_vec();
         let shape = x.raw_dim();
         self.tape
-            .push_op("index_select", &[self], value, move |g, _, _| {
+            .push_op("index_select", &[self], value, move |g, _, _, _| {
                 let mut gx = ArrayD::zeros(shape.clone());
                 for (i, &r) in rows.iter().enumerate() {
                     let mut dst = gx.index_axis_mut(Axis(0), r);
                     dst += &g.index_axis(Axis(0), i);
                 }
-                vec![Some(gx)]
+                smallvec![Some(gx)]
             })
     }
 }

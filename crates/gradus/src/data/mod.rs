@@ -7,8 +7,8 @@
 pub mod idx;
 pub mod mnist;
 
-use gradus_autograd::Float;
 use gradus_autograd::ndarray::{ArrayD, Axis};
+use gradus_autograd::{Float, pool};
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -205,18 +205,44 @@ impl<T: Float> Dataset<T> {
         rng: Option<&mut dyn RngCore>,
         drop_last: bool,
     ) -> Vec<Vec<usize>> {
-        let n = self.len();
-        let mut order: Vec<usize> = (0..n).collect();
+        let order = self.epoch_order(rng);
+        epoch_chunks(&order, batch_size, drop_last)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// One epoch's sample order (shuffled by `rng` if given): the batches of
+    /// [`epoch_batches`](Self::epoch_batches) are its [`epoch_chunks`], taken without
+    /// copying them out. The same `rng` state gives the same order in both.
+    ///
+    /// ```
+    /// use gradus::{BatchSize, Dataset, data::epoch_chunks};
+    /// use gradus::ndarray::ArrayD;
+    /// let d = Dataset::<f32>::classification(ArrayD::zeros(vec![5, 2]), vec![0; 5]).unwrap();
+    /// let order = d.epoch_order(None);
+    /// let chunks: Vec<&[usize]> = epoch_chunks(&order, BatchSize::Mini(2), true).collect();
+    /// assert_eq!(chunks, [&[0, 1][..], &[2, 3][..]]);
+    /// ```
+    pub fn epoch_order(&self, rng: Option<&mut dyn RngCore>) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
         if let Some(rng) = rng {
             order.shuffle(rng);
         }
-        let size = batch_size.samples(n);
         order
-            .chunks(size)
-            .filter(|c| !drop_last || c.len() == size)
-            .map(|c| c.to_vec())
-            .collect()
     }
+}
+
+/// The batches of an epoch's `order`: chunks of `batch_size` (of `order.len()` samples),
+/// without a final partial batch when `drop_last`.
+pub fn epoch_chunks(
+    order: &[usize],
+    batch_size: BatchSize,
+    drop_last: bool,
+) -> impl Iterator<Item = &[usize]> + Clone {
+    let size = batch_size.samples(order.len());
+    order
+        .chunks(size)
+        .filter(move |c| !drop_last || c.len() == size)
 }
 
 /// The rows `indices` of `a` (along axis 0), copied row by row: a plain memcpy per row when
@@ -226,11 +252,12 @@ fn gather_rows<T: Float>(a: &ArrayD<T>, indices: &[usize]) -> ArrayD<T> {
         return a.select(Axis(0), indices);
     };
     let row = a.shape()[1..].iter().product::<usize>();
-    let mut data = Vec::with_capacity(indices.len() * row);
+    // Pooled storage: the tape gives it back after the step, so the next batch reuses it.
+    let mut data = pool::take(indices.len() * row);
     for &i in indices {
         data.extend_from_slice(&all[i * row..(i + 1) * row]);
     }
-    let mut shape = a.shape().to_vec();
-    shape[0] = indices.len();
-    ArrayD::from_shape_vec(shape, data).expect("rows of the right length")
+    let mut dim = a.raw_dim();
+    dim[0] = indices.len();
+    ArrayD::from_shape_vec(dim, data).expect("rows of the right length")
 }
