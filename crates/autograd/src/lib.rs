@@ -45,7 +45,7 @@ mod params;
 pub mod pool;
 mod tape;
 
-pub use float::Float;
+pub use float::{Float, all_finite};
 pub use gradcheck::{
     GradcheckError, GradcheckOptions, gradcheck, gradcheck_params, gradcheck_with,
 };

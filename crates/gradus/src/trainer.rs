@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use gradus_autograd::ndarray::{ArrayD, Axis};
 use gradus_autograd::{
-    Float, NamedArrays, ParamStore, Tape, Var, count_correct, pool, value_and_grad,
+    Float, NamedArrays, ParamStore, Tape, Var, all_finite, count_correct, pool, value_and_grad,
     value_and_grad_detect_anomaly,
 };
 use gradus_layers::{Mode, Module};
@@ -514,7 +514,7 @@ impl<T: Float> Trainer<T> {
                 grads
                     .iter()
                     .find(|(_, g)| match g.as_slice_memory_order() {
-                        Some(s) => !s.iter().all(|v| v.is_finite()),
+                        Some(s) => !all_finite(s),
                         None => g.iter().any(|v| !v.is_finite()),
                     })
                     .map(|(id, _)| format!("gradient of {}", params.name(id)))
