@@ -14,7 +14,7 @@ for r in rows:
     runs[key].append(r["samples_per_sec"])
     acc[key].append(r["test_accuracy"])
     if "allocations_per_step" in r:
-        allocs[(impl, r["workload"])] = r["allocations_per_step"]
+        allocs[(impl, r["workload"])] = (r["allocations_per_step"], r.get("gemm_allocations_per_step"))
 order = ["gradus", "ndarray-baseline", "gradus+openblas", "ndarray-baseline+openblas", "pytorch"]
 impls = sorted({k[0] for k in runs}, key=lambda i: order.index(i) if i in order else 99)
 med = {k: statistics.median(v) for k, v in runs.items()}
@@ -46,6 +46,7 @@ for g in ("gradus", "gradus+openblas"):
     for w in ("w1", "w2"):
         if (g, w, "1") in med and (g, w, "2") in med:
             print(f"{g} 2 threads / 1 thread on {w.upper()}: {med[(g, w, '2')] / med[(g, w, '1')]:.2f}" + (" (target 1.4)" if w == "w2" else "") + "  ")
-for (g, w), n in sorted(allocs.items()):
-    print(f"{g}: {n} heap allocations per {w.upper()} step  ")
+for (g, w), (n, gemm) in sorted(allocs.items()):
+    extra = f", plus {gemm} by the GEMM library (matrixmultiply's packing buffers)" if gemm else ""
+    print(f"{g}: {n} heap allocations per {w.upper()} step{extra}  ")
 print(f"\n{len(rows)} runs, medians of {max(len(v) for v in runs.values())} passes")

@@ -87,7 +87,7 @@ pub fn all_finite<T: Float>(values: &[T]) -> bool {
     let rest = chunks.remainder();
     for c in chunks {
         for (a, &v) in acc.iter_mut().zip(c) {
-            *a = *a + v * T::zero();
+            *a += v * T::zero();
         }
     }
     acc.iter().chain(rest).all(|v| v.is_finite())
