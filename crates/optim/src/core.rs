@@ -162,27 +162,23 @@ pub(crate) fn for_each_param<T: Float>(
         let g = g.as_slice().expect("standard layout");
         let (name, p) = params.name_and_value_mut(id);
         let shape: SmallVec<[usize; 4]> = p.shape().into();
-        match state.get_mut(name) {
-            Some(s) => {
-                let placeholder = ParamState::Sgd {
-                    momentum_buffer: None,
-                };
-                let mut slot = Some(std::mem::replace(s, placeholder));
-                update(elements(p), g, &shape, &mut slot);
-                match slot {
-                    Some(v) => *s = v,
-                    None => {
-                        state.remove(name);
-                    }
-                }
+        let mut existing = state.get_mut(name);
+        let mut slot = existing.as_mut().map(|s| {
+            let placeholder = ParamState::Sgd {
+                momentum_buffer: None,
+            };
+            std::mem::replace(&mut **s, placeholder)
+        });
+        update(elements(p), g, &shape, &mut slot);
+        match (existing, slot) {
+            (Some(s), Some(v)) => *s = v,
+            (Some(_), None) => {
+                state.remove(name);
             }
-            None => {
-                let mut slot = None;
-                update(elements(p), g, &shape, &mut slot);
-                if let Some(v) = slot {
-                    state.insert(name.to_owned(), v);
-                }
+            (None, Some(v)) => {
+                state.insert(name.to_owned(), v);
             }
+            (None, None) => {}
         }
     }
     Ok(())
