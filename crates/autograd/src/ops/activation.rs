@@ -34,11 +34,15 @@ impl<'t, T: Float> Var<'t, T> {
         // Backward masks the incoming gradient in place.
         self.tape.push_op("relu", &[self], value, |g, out, _, _| {
             let mut d = pool::steal(g);
-            Zip::from(&mut d).and(out).for_each(|d, &y| {
-                if y <= T::zero() {
-                    *d = T::zero()
+            // A select rather than a conditional store, over plain slices: vector code (the
+            // `Zip` with a branch was 5% of a W1 step).
+            let mask = |d: &mut T, y: T| *d = if y > T::zero() { *d } else { T::zero() };
+            match (d.as_slice_mut(), out.as_slice()) {
+                (Some(ds), Some(ys)) if ds.len() == ys.len() => {
+                    ds.iter_mut().zip(ys).for_each(|(d, &y)| mask(d, y));
                 }
-            });
+                _ => Zip::from(&mut d).and(out).for_each(|d, &y| mask(d, y)),
+            }
             smallvec![Some(d)]
         })
     }
