@@ -10,10 +10,13 @@ use std::cell::Cell;
 
 use gradus::autograd::{pool, value_and_grad};
 use gradus::data::{Dataset, Targets};
+use gradus::layers::SequentialBuilder;
 use gradus::layers::{Mode, Module};
 use gradus::ndarray::ArrayD;
 use gradus::optim::{Optimizer, Sgd};
 use gradus::{Sequential, Trainer, TrainerConfig};
+
+type Builder = SequentialBuilder<f32>;
 
 struct Counting;
 
@@ -48,11 +51,11 @@ fn data(n: usize) -> Dataset<f32> {
 }
 
 /// Own and GEMM allocations of the fifth step of a hand-written loop over an MLP with
-/// `hidden` hidden layers.
-fn step_allocations(hidden: usize) -> (u64, u64) {
-    let mut builder = Sequential::<f32>::new().linear(20, 16).relu();
+/// `hidden` hidden layers, each followed by `act`.
+fn step_allocations(hidden: usize, act: fn(Builder) -> Builder) -> (u64, u64) {
+    let mut builder = act(Sequential::<f32>::new().linear(20, 16));
     for _ in 1..hidden {
-        builder = builder.linear(16, 16).relu();
+        builder = act(builder.linear(16, 16));
     }
     let (model, mut params) = builder.linear(16, 4).build(0).unwrap();
     let mut opt = Sgd::new(0.1).momentum(0.9);
@@ -84,8 +87,8 @@ fn step_allocations(hidden: usize) -> (u64, u64) {
 #[test]
 fn a_warm_step_allocates_the_same_few_times_at_any_depth() {
     pool::clear::<f32>();
-    let (shallow, shallow_gemm) = step_allocations(1);
-    let (deep, deep_gemm) = step_allocations(6);
+    let (shallow, shallow_gemm) = step_allocations(1, |b| b.relu());
+    let (deep, deep_gemm) = step_allocations(6, |b| b.relu());
     // The batch's labels, and the loss's rule with its saved labels.
     assert!(
         shallow <= 3,
@@ -102,6 +105,24 @@ fn a_warm_step_allocates_the_same_few_times_at_any_depth() {
         shallow_gemm <= 5 && deep_gemm <= 20,
         "{shallow_gemm} {deep_gemm}"
     );
+}
+
+#[test]
+fn element_wise_activations_allocate_nothing_per_layer_either() {
+    pool::clear::<f32>();
+    let relu = step_allocations(1, |b| b.relu()).0;
+    let activations: [(&str, fn(Builder) -> Builder); 3] = [
+        ("sigmoid", |b| b.sigmoid()),
+        ("tanh", |b| b.tanh()),
+        ("gelu", |b| b.gelu()),
+    ];
+    for (name, act) in activations {
+        let deep = step_allocations(6, act).0;
+        assert_eq!(
+            deep, relu,
+            "{name}: a 7-layer step makes {deep} allocations, not {relu}"
+        );
+    }
 }
 
 #[test]

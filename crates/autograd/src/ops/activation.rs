@@ -8,6 +8,20 @@ use smallvec::smallvec;
 use super::check_axis;
 use crate::{Float, Var, pool};
 
+/// The incoming gradient, taken over (no copy) and combined element by element with `other`
+/// (the op's input or output, same shape): `d = f(d, other)`, over plain slices when both
+/// are contiguous, so the loop vectorises.
+fn combine<T: Float>(g: &mut ArrayD<T>, other: &ArrayD<T>, f: impl Fn(T, T) -> T) -> ArrayD<T> {
+    let mut d = pool::steal(g);
+    match (d.as_slice_mut(), other.as_slice()) {
+        (Some(ds), Some(os)) if ds.len() == os.len() => {
+            ds.iter_mut().zip(os).for_each(|(d, &o)| *d = f(*d, o));
+        }
+        _ => Zip::from(&mut d).and(other).for_each(|d, &o| *d = f(*d, o)),
+    }
+    d
+}
+
 /// `x - max(x)` along `axis`: the shift that keeps `exp` from overflowing.
 fn shifted<T: Float>(x: &ArrayD<T>, axis: usize) -> ArrayD<T> {
     let max = x
@@ -49,42 +63,32 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// `x` where positive, `slope * x` elsewhere (PyTorch's default slope is 0.01).
     pub fn leaky_relu(self, slope: T) -> Var<'t, T> {
-        let x = self.value();
-        let value = x.mapv(|v| if v > T::zero() { v } else { v * slope });
+        let value = pool::map(&self.value(), |v| if v > T::zero() { v } else { v * slope });
         self.tape
-            .push_op("leaky_relu", &[self], value, move |g, _, _, _| {
-                let mut d = g.clone();
-                Zip::from(&mut d).and(&*x).for_each(|d, &x| {
-                    if x <= T::zero() {
-                        *d *= slope
-                    }
-                });
+            .push_op("leaky_relu", &[self], value, move |g, _, inputs, _| {
+                let d = combine(
+                    g,
+                    inputs[0],
+                    |d, x| if x > T::zero() { d } else { d * slope },
+                );
                 smallvec![Some(d)]
             })
     }
 
     /// The logistic function `1 / (1 + e^-x)`, evaluated without overflow.
     pub fn sigmoid(self) -> Var<'t, T> {
-        let value = self.value().mapv(sigmoid);
+        let value = pool::map(&self.value(), sigmoid);
         self.tape
             .push_op("sigmoid", &[self], value, |g, out, _, _| {
-                let mut d = g.clone();
-                Zip::from(&mut d)
-                    .and(out)
-                    .for_each(|d, &y| *d *= y * (T::one() - y));
-                smallvec![Some(d)]
+                smallvec![Some(combine(g, out, |d, y| d * (y * (T::one() - y))))]
             })
     }
 
     /// Hyperbolic tangent.
     pub fn tanh(self) -> Var<'t, T> {
-        let value = self.value().mapv(T::tanh);
+        let value = pool::map(&self.value(), T::tanh);
         self.tape.push_op("tanh", &[self], value, |g, out, _, _| {
-            let mut d = g.clone();
-            Zip::from(&mut d)
-                .and(out)
-                .for_each(|d, &y| *d *= T::one() - y * y);
-            smallvec![Some(d)]
+            smallvec![Some(combine(g, out, |d, y| d * (T::one() - y * y)))]
         })
     }
 
@@ -97,19 +101,21 @@ impl<'t, T: Float> Var<'t, T> {
     /// assert!((y - 0.8413447460685429).abs() < 1e-12);
     /// ```
     pub fn gelu(self) -> Var<'t, T> {
-        let x = self.value();
         let half = T::of(0.5);
         let inv_sqrt2 = T::of(std::f64::consts::FRAC_1_SQRT_2);
-        let value = x.mapv(|v| half * v * (T::one() + (v * inv_sqrt2).erf()));
+        let value = pool::map(&self.value(), |v| {
+            half * v * (T::one() + (v * inv_sqrt2).erf())
+        });
         self.tape
-            .push_op("gelu", &[self], value, move |g, _, _, _| {
+            .push_op("gelu", &[self], value, |g, _, inputs, _| {
+                let half = T::of(0.5);
+                let inv_sqrt2 = T::of(std::f64::consts::FRAC_1_SQRT_2);
                 let inv_sqrt_2pi =
                     T::of(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
-                let mut d = g.clone();
-                Zip::from(&mut d).and(&*x).for_each(|d, &x| {
+                let d = combine(g, inputs[0], |d, x| {
                     let cdf = half * (T::one() + (x * inv_sqrt2).erf());
                     let pdf = inv_sqrt_2pi * (-half * x * x).exp();
-                    *d *= cdf + x * pdf;
+                    d * (cdf + x * pdf)
                 });
                 smallvec![Some(d)]
             })
@@ -183,17 +189,22 @@ impl<'t, T: Float> Var<'t, T> {
         } else {
             T::zero()
         };
-        let mask = ArrayD::from_shape_simple_fn(x.raw_dim(), || {
-            if rng.random::<f64>() >= p {
-                scale
-            } else {
-                T::zero()
-            }
-        });
-        let value = &*x * &mask;
+        let mask = pool::from_iter(
+            x.shape(),
+            (0..x.len()).map(|_| {
+                if rng.random::<f64>() >= p {
+                    scale
+                } else {
+                    T::zero()
+                }
+            }),
+        );
+        let value = combine(&mut pool::copy(&x), &mask, |v, m| v * m);
         self.tape
             .push_op("dropout", &[self], value, move |g, _, _, _| {
-                smallvec![Some(&*g * &mask)]
+                let d = combine(g, &mask, |d, m| d * m);
+                pool::recycle(mask);
+                smallvec![Some(d)]
             })
     }
 }
