@@ -17,6 +17,7 @@ use gradus::optim::{Optimizer, Sgd};
 use gradus::{Sequential, Trainer, TrainerConfig};
 
 type Builder = SequentialBuilder<f32>;
+type Act = fn(Builder) -> Builder;
 
 struct Counting;
 
@@ -52,7 +53,7 @@ fn data(n: usize) -> Dataset<f32> {
 
 /// Own and GEMM allocations of the fifth step of a hand-written loop over an MLP with
 /// `hidden` hidden layers, each followed by `act`.
-fn step_allocations(hidden: usize, act: fn(Builder) -> Builder) -> (u64, u64) {
+fn step_allocations(hidden: usize, act: Act) -> (u64, u64) {
     let mut builder = act(Sequential::<f32>::new().linear(20, 16));
     for _ in 1..hidden {
         builder = act(builder.linear(16, 16));
@@ -111,7 +112,7 @@ fn a_warm_step_allocates_the_same_few_times_at_any_depth() {
 fn element_wise_activations_allocate_nothing_per_layer_either() {
     pool::clear::<f32>();
     let relu = step_allocations(1, |b| b.relu()).0;
-    let activations: [(&str, fn(Builder) -> Builder); 3] = [
+    let activations: [(&str, Act); 3] = [
         ("sigmoid", |b| b.sigmoid()),
         ("tanh", |b| b.tanh()),
         ("gelu", |b| b.gelu()),
