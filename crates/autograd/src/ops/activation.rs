@@ -5,22 +5,8 @@ use ndarray::{ArrayD, Axis, Zip};
 use rand::Rng;
 use smallvec::smallvec;
 
-use super::check_axis;
+use super::{check_axis, combine};
 use crate::{Float, Var, pool};
-
-/// The incoming gradient, taken over (no copy) and combined element by element with `other`
-/// (the op's input or output, same shape): `d = f(d, other)`, over plain slices when both
-/// are contiguous, so the loop vectorises.
-fn combine<T: Float>(g: &mut ArrayD<T>, other: &ArrayD<T>, f: impl Fn(T, T) -> T) -> ArrayD<T> {
-    let mut d = pool::steal(g);
-    match (d.as_slice_mut(), other.as_slice()) {
-        (Some(ds), Some(os)) if ds.len() == os.len() => {
-            ds.iter_mut().zip(os).for_each(|(d, &o)| *d = f(*d, o));
-        }
-        _ => Zip::from(&mut d).and(other).for_each(|d, &o| *d = f(*d, o)),
-    }
-    d
-}
 
 /// `x - max(x)` along `axis`: the shift that keeps `exp` from overflowing.
 fn shifted<T: Float>(x: &ArrayD<T>, axis: usize) -> ArrayD<T> {

@@ -6,10 +6,46 @@
 use smallvec::smallvec;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use ndarray::{ArrayD, Zip};
+use ndarray::ArrayD;
 
-use super::{broadcast_shape, sum_to};
-use crate::{Float, Var};
+use super::{broadcast_shape, combine, sum_to, zip_map};
+use crate::tape::Grads;
+use crate::{Float, Var, pool};
+
+/// The gradients of `a + b` (or `a - b` when `negate_b`): the incoming gradient itself for
+/// an operand of the output's shape (taken over, or copied when both operands need it),
+/// summed back to the shape of a broadcast one.
+fn pass_through<T: Float>(
+    g: &mut ArrayD<T>,
+    inputs: &[&ArrayD<T>],
+    needs: &[bool],
+    negate_b: bool,
+) -> Grads<T> {
+    let same = [0, 1].map(|i| inputs[i].shape() == g.shape());
+    let db = needs[1].then(|| {
+        let mut d = if same[1] {
+            if needs[0] {
+                pool::copy(g)
+            } else {
+                pool::steal(g)
+            }
+        } else {
+            sum_to(g, inputs[1].shape())
+        };
+        if negate_b {
+            d.mapv_inplace(|v| -v);
+        }
+        d
+    });
+    let da = needs[0].then(|| {
+        if same[0] {
+            pool::steal(g)
+        } else {
+            sum_to(g, inputs[0].shape())
+        }
+    });
+    smallvec![da, db]
+}
 
 impl<'t, T: Float> Var<'t, T> {
     /// `self + other`, broadcasting: the `+` operator.
@@ -23,43 +59,54 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     fn add_vars(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
-        broadcast_shape("add", a.shape(), b.shape());
-        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
-        let value = &*a + &*b;
+        let value = if a.shape() == b.shape() {
+            zip_map(&a, &b, |x, y| x + y)
+        } else {
+            broadcast_shape("add", a.shape(), b.shape());
+            &*a + &*b
+        };
         self.tape
-            .push_op("add", &[self, other], value, move |g, _, _, needs| {
-                smallvec![
-                    needs[0].then(|| sum_to(g, &sa)),
-                    needs[1].then(|| sum_to(g, &sb)),
-                ]
+            .push_op("add", &[self, other], value, |g, _, inputs, needs| {
+                pass_through(g, inputs, needs, false)
             })
     }
 
     /// `self - other`, broadcasting: the `-` operator.
     fn sub_vars(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
-        broadcast_shape("sub", a.shape(), b.shape());
-        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
-        let value = &*a - &*b;
+        let value = if a.shape() == b.shape() {
+            zip_map(&a, &b, |x, y| x - y)
+        } else {
+            broadcast_shape("sub", a.shape(), b.shape());
+            &*a - &*b
+        };
         self.tape
-            .push_op("sub", &[self, other], value, move |g, _, _, needs| {
-                smallvec![
-                    needs[0].then(|| sum_to(g, &sa)),
-                    needs[1].then(|| -sum_to(g, &sb)),
-                ]
+            .push_op("sub", &[self, other], value, |g, _, inputs, needs| {
+                pass_through(g, inputs, needs, true)
             })
     }
 
     /// `self * other` element-wise, broadcasting: the `*` operator.
     fn mul_vars(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
-        broadcast_shape("mul", a.shape(), b.shape());
-        let value = &*a * &*b;
+        let value = if a.shape() == b.shape() {
+            zip_map(&a, &b, |x, y| x * y)
+        } else {
+            broadcast_shape("mul", a.shape(), b.shape());
+            &*a * &*b
+        };
         self.tape
-            .push_op("mul", &[self, other], value, move |g, _, _, needs| {
+            .push_op("mul", &[self, other], value, |g, _, inputs, needs| {
+                let (a, b) = (inputs[0], inputs[1]);
+                if a.shape() == b.shape() {
+                    return smallvec![
+                        needs[0].then(|| zip_map(g, b, |g, b| g * b)),
+                        needs[1].then(|| zip_map(g, a, |g, a| g * a)),
+                    ];
+                }
                 smallvec![
-                    needs[0].then(|| sum_to(&(&*g * &*b), a.shape())),
-                    needs[1].then(|| sum_to(&(&*g * &*a), b.shape())),
+                    needs[0].then(|| sum_to(&(&*g * b), a.shape())),
+                    needs[1].then(|| sum_to(&(&*g * a), b.shape())),
                 ]
             })
     }
@@ -67,41 +114,58 @@ impl<'t, T: Float> Var<'t, T> {
     /// `self / other` element-wise, broadcasting: the `/` operator.
     fn div_vars(self, other: Var<'t, T>) -> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
-        broadcast_shape("div", a.shape(), b.shape());
-        let value = &*a / &*b;
+        let value = if a.shape() == b.shape() {
+            zip_map(&a, &b, |x, y| x / y)
+        } else {
+            broadcast_shape("div", a.shape(), b.shape());
+            &*a / &*b
+        };
         self.tape
-            .push_op("div", &[self, other], value, move |g, out, _, needs| {
+            .push_op("div", &[self, other], value, |g, out, inputs, needs| {
                 // d(a/b)/db = -a/b^2 = -out/b
+                let (a, b) = (inputs[0], inputs[1]);
+                if a.shape() == b.shape() {
+                    let db = needs[1].then(|| {
+                        let mut d = zip_map(g, out, |g, y| -(g * y));
+                        d = combine(&mut d, b, |d, b| d / b);
+                        d
+                    });
+                    return smallvec![needs[0].then(|| combine(g, b, |g, b| g / b)), db];
+                }
                 smallvec![
-                    needs[0].then(|| sum_to(&(&*g / &*b), a.shape())),
-                    needs[1].then(|| sum_to(&(-(&*g * out) / &*b), b.shape())),
+                    needs[0].then(|| sum_to(&(&*g / b), a.shape())),
+                    needs[1].then(|| sum_to(&(-(&*g * out) / b), b.shape())),
                 ]
             })
     }
 
     /// `-self`: the unary `-` operator.
     fn neg_var(self) -> Var<'t, T> {
-        let value = self.value().mapv(|v| -v);
+        let value = pool::map(&self.value(), |v| -v);
         self.tape.push_op("neg", &[self], value, |g, _, _, _| {
-            smallvec![Some(g.mapv(|v| -v))]
+            let mut d = pool::steal(g);
+            d.mapv_inplace(|v| -v);
+            smallvec![Some(d)]
         })
     }
 
     /// `self + s` for a scalar `s`.
     pub fn add_scalar(self, s: T) -> Var<'t, T> {
-        let value = &*self.value() + s;
+        let value = pool::map(&self.value(), |v| v + s);
         self.tape
             .push_op("add_scalar", &[self], value, |g, _, _, _| {
-                smallvec![Some(g.clone())]
+                smallvec![Some(pool::steal(g))]
             })
     }
 
     /// `self * s` for a scalar `s`.
     pub fn mul_scalar(self, s: T) -> Var<'t, T> {
-        let value = &*self.value() * s;
+        let value = pool::map(&self.value(), |v| v * s);
         self.tape
             .push_op("mul_scalar", &[self], value, move |g, _, _, _| {
-                smallvec![Some(&*g * s)]
+                let mut d = pool::steal(g);
+                d.mapv_inplace(|v| v * s);
+                smallvec![Some(d)]
             })
     }
 
@@ -124,43 +188,36 @@ impl<'t, T: Float> Var<'t, T> {
     /// assert_eq!(x.powf(0.5).value().as_slice().unwrap(), &[2.0, 3.0]);
     /// ```
     pub fn powf(self, p: T) -> Var<'t, T> {
-        let x = self.value();
-        let value = x.mapv(|v| v.powf(p));
+        let value = pool::map(&self.value(), |v| v.powf(p));
         self.tape
-            .push_op("powf", &[self], value, move |g, _, _, _| {
-                let mut d = g.clone();
-                Zip::from(&mut d)
-                    .and(&*x)
-                    .for_each(|d, &x| *d *= p * x.powf(p - T::one()));
+            .push_op("powf", &[self], value, move |g, _, inputs, _| {
+                let d = combine(g, inputs[0], |d, x| d * (p * x.powf(p - T::one())));
                 smallvec![Some(d)]
             })
     }
 
     /// `e^self`, element-wise.
     pub fn exp(self) -> Var<'t, T> {
-        let value = self.value().mapv(T::exp);
+        let value = pool::map(&self.value(), T::exp);
         self.tape.push_op("exp", &[self], value, |g, out, _, _| {
-            smallvec![Some(&*g * out)]
+            smallvec![Some(combine(g, out, |d, y| d * y))]
         })
     }
 
     /// Natural logarithm, element-wise (`log(0) = -inf`, as in PyTorch).
     pub fn log(self) -> Var<'t, T> {
-        let x = self.value();
-        let value = x.mapv(T::ln);
-        self.tape.push_op("log", &[self], value, move |g, _, _, _| {
-            smallvec![Some(&*g / &*x)]
+        let value = pool::map(&self.value(), T::ln);
+        self.tape.push_op("log", &[self], value, |g, _, inputs, _| {
+            smallvec![Some(combine(g, inputs[0], |d, x| d / x))]
         })
     }
 
     /// Square root, element-wise.
     pub fn sqrt(self) -> Var<'t, T> {
-        let value = self.value().mapv(T::sqrt);
+        let value = pool::map(&self.value(), T::sqrt);
         self.tape.push_op("sqrt", &[self], value, |g, out, _, _| {
             let two = T::one() + T::one();
-            let mut d: ArrayD<T> = g.clone();
-            Zip::from(&mut d).and(out).for_each(|d, &y| *d /= two * y);
-            smallvec![Some(d)]
+            smallvec![Some(combine(g, out, |d, y| d / (two * y)))]
         })
     }
 
@@ -255,6 +312,7 @@ scalar_lhs_ops!(f32, f64);
 mod tests {
     use ndarray::{arr1, arr2};
 
+    use crate::Var;
     use crate::ops::test_util::{assert_close, check, eval, sample};
 
     #[test]
@@ -400,5 +458,34 @@ mod tests {
         // x*x + x/y uses x three times; gradients must accumulate.
         let ins = [sample(&[3], 9), sample(&[3], 10).mapv(|v| v.abs() + 1.0)];
         check(|v| v[0] * v[0] + v[0] / v[1], &ins);
+        // The same value as both operands: one gradient is the incoming one taken over,
+        // the other a copy, and they add up.
+        check(|v| v[0] + v[0], &ins[..1]);
+        check(|v| (v[0] - v[0]) * v[0] + v[0] / v[0], &ins[..1]);
+    }
+
+    #[test]
+    fn only_the_operand_that_needs_it_gets_a_gradient() {
+        use crate::value_and_grad;
+        use ndarray::ArrayD;
+        let x = sample(&[2, 3], 11);
+        let c = sample(&[2, 3], 12);
+        type Op = for<'t> fn(Var<'t, f64>, Var<'t, f64>) -> Var<'t, f64>;
+        let cases: [(Op, f64); 4] = [
+            (|c, x| c + x, 1.0),
+            (|c, x| c - x, -1.0),
+            (|c, x| x - c, 1.0),
+            (|c, x| x + c, 1.0),
+        ];
+        for (op, slope) in cases {
+            let mut id = None;
+            let (_, grads) = value_and_grad(|tape| {
+                let xi = tape.input(x.clone());
+                id = Some(xi.id());
+                op(tape.constant(c.clone()), xi).sum()
+            });
+            let g = grads.input(id.unwrap()).expect("x has a gradient");
+            assert_close(g, &ArrayD::from_elem(vec![2, 3], slope), 0.0);
+        }
     }
 }

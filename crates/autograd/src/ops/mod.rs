@@ -10,9 +10,9 @@ pub mod matmul;
 pub mod reduce;
 pub mod shape;
 
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayD, Axis, Zip};
 
-use crate::Float;
+use crate::{Float, pool};
 
 /// The NumPy broadcast of two shapes, or a panic naming the op and both shapes.
 pub(crate) fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
@@ -54,6 +54,33 @@ pub(crate) fn sum_to<T: Float>(g: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
         }
     }
     g
+}
+
+/// The incoming gradient, taken over (no copy) and combined element by element with `other`
+/// (the op's input or output, same shape): `d = f(d, other)`, over plain slices when both
+/// are contiguous, so the loop vectorises.
+pub(crate) fn combine<T: Float>(
+    g: &mut ArrayD<T>,
+    other: &ArrayD<T>,
+    f: impl Fn(T, T) -> T,
+) -> ArrayD<T> {
+    let mut d = pool::steal(g);
+    match (d.as_slice_mut(), other.as_slice()) {
+        (Some(ds), Some(os)) if ds.len() == os.len() => {
+            ds.iter_mut().zip(os).for_each(|(d, &o)| *d = f(*d, o));
+        }
+        _ => Zip::from(&mut d).and(other).for_each(|d, &o| *d = f(*d, o)),
+    }
+    d
+}
+
+/// `f(a, b)` element by element for two arrays of the same shape, on pooled storage.
+pub(crate) fn zip_map<T: Float>(a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> T) -> ArrayD<T> {
+    debug_assert_eq!(a.shape(), b.shape());
+    match (a.as_slice(), b.as_slice()) {
+        (Some(x), Some(y)) => pool::from_iter(a.shape(), x.iter().zip(y).map(|(&x, &y)| f(x, y))),
+        _ => pool::from_iter(a.shape(), a.iter().zip(b.iter()).map(|(&x, &y)| f(x, y))),
+    }
 }
 
 /// Checks an axis argument, panicking with the op's name and the shape.
