@@ -39,7 +39,8 @@ pub use gradus_autograd::{Gradients, ParamStore, Tape, Var, value_and_grad};
 pub use gradus_layers::{Mode, Module, Sequential};
 pub use trainer::{
     CheckpointConfig, CheckpointWhen, EarlyStopping, EpochRecord, Evaluation, History, Loss,
-    Metric, NonFinite, Progress, TrainError, Trainer, TrainerConfig, TrainingState, predict,
+    Metric, NonFinite, Progress, ScheduleUnit, TrainError, Trainer, TrainerConfig, TrainingState,
+    predict,
 };
 
 /// The README's code blocks, compiled (and the runnable ones run) by `cargo test`.

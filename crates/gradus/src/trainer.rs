@@ -101,6 +101,20 @@ pub enum NonFinite {
     SkipBatch,
 }
 
+/// What a [`Schedule`]'s step counts: optimizer steps (the default) or epochs.
+///
+/// PyTorch leaves this to the loop: `scheduler.step()` called after every batch or after
+/// every epoch. With `Epoch`, `Schedule::Step { step_size: 30, gamma: 0.1 }` is the usual
+/// "divide by 10 every 30 epochs", and the rate is constant within an epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScheduleUnit {
+    /// The schedule advances after every optimizer step.
+    #[default]
+    Step,
+    /// The schedule advances after every epoch (epoch `e`, from 0, uses `lr_at(base, e)`).
+    Epoch,
+}
+
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Progress {
@@ -128,8 +142,11 @@ pub struct TrainerConfig {
     pub drop_last: bool,
     /// Seeds shuffling, dropout and the validation split (default 0).
     pub seed: u64,
-    /// Learning rate per step relative to the optimizer's initial rate (default constant).
+    /// Learning rate relative to the optimizer's initial rate (default constant).
     pub schedule: Schedule,
+    /// Whether the schedule counts optimizer steps or epochs (default steps).
+    #[serde(default)]
+    pub schedule_unit: ScheduleUnit,
     /// Gradient clipping before each update (default none).
     pub clip: Option<GradClip>,
     /// Fraction of the training set held out for validation when `fit` gets no validation
@@ -161,6 +178,7 @@ impl Default for TrainerConfig {
             drop_last: false,
             seed: 0,
             schedule: Schedule::Constant,
+            schedule_unit: ScheduleUnit::Step,
             clip: None,
             validation_split: 0.0,
             loss: Loss::CrossEntropy,
@@ -187,7 +205,7 @@ pub struct EpochRecord {
     pub val_loss: Option<f64>,
     /// Validation accuracy, if there is a validation set and it is classification.
     pub val_accuracy: Option<f64>,
-    /// Learning rate of the epoch's last step.
+    /// Learning rate of the epoch's last step (the rate it was taken with).
     pub lr: f64,
     /// Training throughput (forward, backward, update), excluding evaluation.
     pub samples_per_sec: f64,
@@ -428,11 +446,7 @@ impl<T: Float> Trainer<T> {
             Progress::Auto => std::io::stderr().is_terminal(),
             Progress::Lines | Progress::Quiet => false,
         };
-        self.optimizer.set_lr(
-            self.config
-                .schedule
-                .lr_at(self.state.base_lr, self.state.step),
-        );
+        self.optimizer.set_lr(self.scheduled_lr());
         while self.state.epoch < self.config.epochs && self.state.history.stopped_early.is_none() {
             let record = self.run_epoch(model, params, train, validation, show_bar)?;
             if self.config.progress != Progress::Quiet && !show_bar {
@@ -440,6 +454,9 @@ impl<T: Float> Trainer<T> {
             }
             self.state.epoch = record.epoch;
             self.state.history.epochs.push(record);
+            if self.config.schedule_unit == ScheduleUnit::Epoch {
+                self.optimizer.set_lr(self.scheduled_lr());
+            }
             let improved = self.track_best(params);
             if let Some(c) = &self.config.checkpoint {
                 let due = match c.when {
@@ -467,6 +484,15 @@ impl<T: Float> Trainer<T> {
         Ok(self.state.history.clone())
     }
 
+    /// The schedule's rate at the trainer's position (steps or epochs taken).
+    fn scheduled_lr(&self) -> f64 {
+        let position = match self.config.schedule_unit {
+            ScheduleUnit::Step => self.state.step,
+            ScheduleUnit::Epoch => self.state.epoch as u64,
+        };
+        self.config.schedule.lr_at(self.state.base_lr, position)
+    }
+
     fn run_epoch<M: Module<T> + ?Sized>(
         &mut self,
         model: &M,
@@ -477,6 +503,9 @@ impl<T: Float> Trainer<T> {
     ) -> Result<EpochRecord, TrainError> {
         let epoch = self.state.epoch + 1;
         let start = Instant::now();
+        // The schedule's position is already right for this epoch (set at the start of
+        // `fit` and after every step or epoch).
+        let mut last_lr = self.optimizer.lr();
         let order = {
             let rng = self
                 .config
@@ -537,13 +566,12 @@ impl<T: Float> Trainer<T> {
             if let Some(clip) = &self.config.clip {
                 clip.apply(&mut grads)?;
             }
+            last_lr = self.optimizer.lr();
             self.optimizer.step(params, &grads)?;
             self.state.step += 1;
-            self.optimizer.set_lr(
-                self.config
-                    .schedule
-                    .lr_at(self.state.base_lr, self.state.step),
-            );
+            if self.config.schedule_unit == ScheduleUnit::Step {
+                self.optimizer.set_lr(self.scheduled_lr());
+            }
             loss_sum += loss * indices.len() as f64;
             seen += indices.len();
             if let Some(l) = logits.take() {
@@ -573,7 +601,7 @@ impl<T: Float> Trainer<T> {
             train_accuracy: (classification && seen > 0).then(|| correct as f64 / seen as f64),
             val_loss: eval.map(|e| e.loss),
             val_accuracy: eval.and_then(|e| e.accuracy),
-            lr: self.optimizer.lr(),
+            lr: last_lr,
             samples_per_sec: seen as f64 / train_secs.max(1e-9),
             wall_time_secs: start.elapsed().as_secs_f64(),
             skipped_batches: skipped,

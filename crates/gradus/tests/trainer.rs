@@ -4,7 +4,7 @@ use gradus::ndarray::{Array2, ArrayD};
 use gradus::optim::{Adam, GradClip, Schedule, Sgd};
 use gradus::{
     BatchSize, CheckpointConfig, CheckpointWhen, Dataset, EarlyStopping, Loss, Metric, NonFinite,
-    Progress, Sequential, TrainError, Trainer, TrainerConfig,
+    Progress, ScheduleUnit, Sequential, TrainError, Trainer, TrainerConfig,
 };
 
 /// Three classes in the plane, separable by angle; a fixed pseudo-random cloud.
@@ -324,4 +324,39 @@ fn best_metric_checkpoints_hold_the_best_epoch() {
     gradus::checkpoint::save_weights(&weights, &params).unwrap();
     let err = resumed.resume(&weights, &mut p).unwrap_err();
     assert!(err.to_string().contains("expected Checkpoint"), "{err}");
+}
+
+#[test]
+fn a_schedule_counts_steps_or_epochs() {
+    let data = spiral_ish(320); // 10 batches of 32 per epoch
+    let run = |unit: ScheduleUnit, schedule: Schedule| {
+        let (model, mut params) = Sequential::<f32>::new()
+            .linear(2, 8)
+            .relu()
+            .linear(8, 3)
+            .build(0)
+            .unwrap();
+        let config = TrainerConfig {
+            schedule,
+            schedule_unit: unit,
+            ..quiet(3)
+        };
+        let mut trainer = Trainer::new(config, Sgd::new(0.1));
+        let h = trainer.fit(&model, &mut params, &data, None).unwrap();
+        h.epochs.iter().map(|e| e.lr).collect::<Vec<_>>()
+    };
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+    // PyTorch's StepLR stepped once per epoch: 0.1, 0.05, 0.025.
+    let halving = Schedule::Step {
+        step_size: 1,
+        gamma: 0.5,
+    };
+    let per_epoch = run(ScheduleUnit::Epoch, halving.clone());
+    assert!(close(&per_epoch, &[0.1, 0.05, 0.025]), "{per_epoch:?}");
+    // Stepped per batch, the record holds the rate of each epoch's last step (steps 9, 19, 29).
+    let per_step = run(ScheduleUnit::Step, Schedule::Exponential { gamma: 0.9 });
+    let expected: Vec<f64> = [9, 19, 29].iter().map(|&t| 0.1 * 0.9f64.powi(t)).collect();
+    assert!(close(&per_step, &expected), "{per_step:?} vs {expected:?}");
+    // The default counts steps.
+    assert_eq!(TrainerConfig::default().schedule_unit, ScheduleUnit::Step);
 }
