@@ -104,7 +104,9 @@ pub enum CheckpointError {
         /// What is wrong, expected versus found.
         problem: String,
     },
-    /// The file's element type is not the model's.
+    /// The file's element type is not one the model can take: an unknown type, or, for a
+    /// training checkpoint (whose optimizer state is in the model's type), another float
+    /// type. Weights alone convert between f32 and f64.
     #[error("{path}: element type is {found}, the model uses {expected}")]
     DType {
         /// The file.
@@ -222,8 +224,19 @@ fn encode_elements<T: Float>(out: &mut Vec<u8>, a: &ArrayD<T>) {
     }
 }
 
-fn decode_elements<T: Float>(bytes: &[u8]) -> Vec<T> {
-    match T::NAME {
+/// Bytes per element of a file's element type, for the types a file may hold.
+fn element_size(dtype: &str) -> Option<u64> {
+    match dtype {
+        "f32" => Some(4),
+        "f64" => Some(8),
+        _ => None,
+    }
+}
+
+/// The little-endian elements of a file of element type `dtype` (`f32` or `f64`), as `T`
+/// (exact from f32 to f64, rounded to nearest from f64 to f32).
+fn decode_elements<T: Float>(bytes: &[u8], dtype: &str) -> Vec<T> {
+    match dtype {
         "f32" => bytes
             .chunks_exact(4)
             .map(|c| T::of(f32::from_le_bytes(c.try_into().unwrap()) as f64))
@@ -321,7 +334,14 @@ pub(crate) struct Decoded<T: Float> {
 }
 
 /// Checks magic, version, checksum, header and sizes, and decodes the tensors.
-pub(crate) fn decode<T: Float>(bytes: &[u8], path: &Path) -> Result<Decoded<T>, CheckpointError> {
+/// Decodes a weights file or checkpoint. With `convert`, tensors stored as the other float
+/// type are converted to `T` (for weights); without, the file must hold `T` (for a training
+/// checkpoint, whose optimizer state is in `T`).
+pub(crate) fn decode<T: Float>(
+    bytes: &[u8],
+    path: &Path,
+    convert: bool,
+) -> Result<Decoded<T>, CheckpointError> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(CheckpointError::NotGradus {
             path: path.to_path_buf(),
@@ -375,14 +395,16 @@ pub(crate) fn decode<T: Float>(bytes: &[u8], path: &Path) -> Result<Decoded<T>, 
     }
     let (header_bytes, rest) = rest.split_at(header_len as usize);
     let header: Header = decode_limited(header_bytes, path, "header")?;
-    if header.dtype != T::NAME {
-        return Err(CheckpointError::DType {
-            path: path.to_path_buf(),
-            expected: T::NAME.into(),
-            found: header.dtype,
-        });
-    }
-    let elem = std::mem::size_of::<T>() as u64;
+    let elem = match element_size(&header.dtype) {
+        Some(size) if header.dtype == T::NAME || convert => size,
+        _ => {
+            return Err(CheckpointError::DType {
+                path: path.to_path_buf(),
+                expected: T::NAME.into(),
+                found: header.dtype,
+            });
+        }
+    };
     let mut sizes = Vec::with_capacity(header.tensors.len());
     let mut total: u64 = 0;
     for t in &header.tensors {
@@ -420,7 +442,7 @@ pub(crate) fn decode<T: Float>(bytes: &[u8], path: &Path) -> Result<Decoded<T>, 
     let mut offset = 0;
     for (t, size) in header.tensors.iter().zip(sizes) {
         let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
-        let data = decode_elements::<T>(&rest[offset..offset + size]);
+        let data = decode_elements::<T>(&rest[offset..offset + size], &header.dtype);
         offset += size;
         let array = ArrayD::from_shape_vec(IxDyn(&shape), data)
             .map_err(|e| damaged(path, e.to_string()))?;
@@ -477,11 +499,26 @@ pub fn read_weights<T: Float>(path: impl AsRef<Path>) -> Result<NamedArrays<T>, 
 }
 
 /// Parses the bytes of a weights file or checkpoint; `path` is used in errors only.
+///
+/// Weights saved as the other float type are converted, as PyTorch's `load_state_dict`
+/// copies across dtypes: f32 to f64 exactly, f64 to f32 rounded to nearest.
+///
+/// ```
+/// use gradus::{checkpoint, Sequential};
+/// let (_, params32) = Sequential::<f32>::new().linear(3, 2).build(0).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("model.gradus");
+/// checkpoint::save_weights(&path, &params32).unwrap();
+/// let (_, mut params64) = Sequential::<f64>::new().linear(3, 2).build(1).unwrap();
+/// checkpoint::load_weights(&path, &mut params64).unwrap();
+/// let w = params64.id("0.weight").unwrap();
+/// assert_eq!(params64.get(w)[[1, 2]], params32.get(w)[[1, 2]] as f64);
+/// ```
 pub fn parse_weights<T: Float>(
     bytes: &[u8],
     path: &Path,
 ) -> Result<NamedArrays<T>, CheckpointError> {
-    Ok(decode::<T>(bytes, path)?.tensors)
+    Ok(decode::<T>(bytes, path, true)?.tensors)
 }
 
 /// Loads weights (from a weights file or a checkpoint) into a model's parameters, checking

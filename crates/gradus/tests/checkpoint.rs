@@ -3,7 +3,8 @@
 
 use gradus::checkpoint::{self, CheckpointError, FORMAT_VERSION};
 use gradus::ndarray::ArrayD;
-use gradus::{Module, Sequential};
+use gradus::optim::Sgd;
+use gradus::{Module, ParamStore, Sequential, Trainer, TrainerConfig};
 
 fn mlp(seed: u64) -> (Sequential<f32>, gradus::ParamStore<f32>) {
     Sequential::<f32>::new()
@@ -118,19 +119,60 @@ fn another_architecture_gets_every_difference_listed() {
         }
         other => panic!("expected Mismatch, got {other}"),
     }
-    // The element type is checked too.
+    // Weights cross element types (as PyTorch's load_state_dict): f32 into an f64 model
+    // exactly, and back rounded to nearest.
     let (_, mut p64) = Sequential::<f64>::new()
         .linear(6, 5)
         .relu()
         .linear(5, 3)
         .build(0)
         .unwrap();
-    let err = checkpoint::load_weights(&path, &mut p64).unwrap_err();
+    checkpoint::load_weights(&path, &mut p64).unwrap();
+    let saved = checkpoint::read_weights::<f32>(&path).unwrap();
+    for (name, a) in &saved {
+        let b = p64.get(p64.id(name).unwrap());
+        assert!(
+            a.iter().zip(b.iter()).all(|(&x, &y)| x as f64 == y),
+            "{name}"
+        );
+    }
+    let path64 = path.with_extension("f64");
+    let shifted = p64
+        .export()
+        .into_iter()
+        .map(|(n, a)| (n, a.mapv(|v| v + 1e-12)));
+    let mut p64b = ParamStore::<f64>::new();
+    for (n, a) in shifted {
+        p64b.insert(&n, a).unwrap();
+    }
+    checkpoint::save_weights(&path64, &p64b).unwrap();
+    let back = checkpoint::read_weights::<f32>(&path64).unwrap();
+    for (name, a) in &back {
+        let b = p64b.get(p64b.id(name).unwrap());
+        assert!(
+            a.iter().zip(b.iter()).all(|(&x, &y)| x == y as f32),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_training_checkpoint_resumes_only_in_its_own_element_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ckpt");
+    let (_, p32) = Sequential::<f32>::new().linear(2, 2).build(0).unwrap();
+    let trainer = Trainer::new(TrainerConfig::default(), Sgd::new(0.1).momentum(0.9));
+    trainer.save_checkpoint(&path, &p32).unwrap();
+    let (_, mut p64) = Sequential::<f64>::new().linear(2, 2).build(0).unwrap();
+    let mut t64 = Trainer::new(TrainerConfig::default(), Sgd::<f64>::new(0.1).momentum(0.9));
+    let err = t64.resume(&path, &mut p64).unwrap_err();
     assert!(
         err.to_string()
             .contains("element type is f32, the model uses f64"),
         "{err}"
     );
+    // Its weights alone do load.
+    checkpoint::load_weights(&path, &mut p64).unwrap();
 }
 
 #[test]
