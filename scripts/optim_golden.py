@@ -93,6 +93,35 @@ SCHEDULES = {
 }
 
 
+# OneCycle with momentum cycling (PyTorch's default cycle_momentum=True): the scheduler sets
+# lr and momentum (SGD, RMSprop) or beta1 (Adam) before every step.
+CYCLED = [
+    ("one_cycle_sgd_momentum", "SGD", dict(lr=0.1, momentum=0.9), dict(max_lr=0.5, total_steps=10)),
+    ("one_cycle_sgd_plain", "SGD", dict(lr=0.1), dict(max_lr=0.5, total_steps=10)),
+    ("one_cycle_nesterov_linear", "SGD", dict(lr=0.1, momentum=0.9, nesterov=True),
+     dict(max_lr=0.3, total_steps=8, anneal_strategy="linear", base_momentum=0.8, max_momentum=0.9)),
+    ("one_cycle_rmsprop", "RMSprop", dict(lr=0.01, momentum=0.5), dict(max_lr=0.02, total_steps=10)),
+    ("one_cycle_adam", "Adam", dict(lr=0.01), dict(max_lr=0.05, total_steps=10)),
+]
+
+
+def run_cycled(cls, kwargs, sched_kwargs):
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in initial.items()}
+    opt = getattr(torch.optim, cls)([params["a"], params["b"]], **kwargs)
+    sched = S.OneCycleLR(opt, **sched_kwargs)
+    out, lrs, momenta = [], [], []
+    for g in GRADS:
+        group = opt.param_groups[0]
+        lrs.append(group["lr"])
+        momenta.append(group["betas"][0] if "betas" in group else group["momentum"])
+        for k in params:
+            params[k].grad = torch.tensor(g[k])
+        opt.step()
+        sched.step()
+        out.append({k: params[k].detach().tolist() for k in params})
+    return {"expected": out, "lrs": lrs, "momenta": momenta}
+
+
 def defaults():
     p = [torch.zeros(1, requires_grad=True)]
     out = {}
@@ -121,6 +150,8 @@ print(json.dumps({
     "grads": GRADS,
     "cases": [{"name": n, "optimizer": c, "kwargs": k, "expected": run_case(c, k)} for n, c, k in CASES],
     "schedules": {n: schedule_lrs(m, s) for n, (m, s) in SCHEDULES.items()},
+    "cycled": [{"name": n, "optimizer": c, "kwargs": k, "schedule": sk, **run_cycled(c, k, sk)}
+               for n, c, k, sk in CYCLED],
     "defaults": defaults(),
     "clip": clip(),
 }, indent=1))

@@ -446,7 +446,7 @@ impl<T: Float> Trainer<T> {
             Progress::Auto => std::io::stderr().is_terminal(),
             Progress::Lines | Progress::Quiet => false,
         };
-        self.optimizer.set_lr(self.scheduled_lr());
+        self.apply_schedule()?;
         while self.state.epoch < self.config.epochs && self.state.history.stopped_early.is_none() {
             let record = self.run_epoch(model, params, train, validation, show_bar)?;
             if self.config.progress != Progress::Quiet && !show_bar {
@@ -455,7 +455,7 @@ impl<T: Float> Trainer<T> {
             self.state.epoch = record.epoch;
             self.state.history.epochs.push(record);
             if self.config.schedule_unit == ScheduleUnit::Epoch {
-                self.optimizer.set_lr(self.scheduled_lr());
+                self.apply_schedule()?;
             }
             let improved = self.track_best(params);
             if let Some(c) = &self.config.checkpoint {
@@ -484,13 +484,28 @@ impl<T: Float> Trainer<T> {
         Ok(self.state.history.clone())
     }
 
-    /// The schedule's rate at the trainer's position (steps or epochs taken).
-    fn scheduled_lr(&self) -> f64 {
+    /// Sets the schedule's learning rate (and momentum, for OneCycle's momentum cycle) at
+    /// the trainer's position (steps or epochs taken).
+    fn apply_schedule(&mut self) -> Result<(), TrainError> {
         let position = match self.config.schedule_unit {
             ScheduleUnit::Step => self.state.step,
             ScheduleUnit::Epoch => self.state.epoch as u64,
         };
-        self.config.schedule.lr_at(self.state.base_lr, position)
+        let schedule = &self.config.schedule;
+        self.optimizer
+            .set_lr(schedule.lr_at(self.state.base_lr, position));
+        if let Some(m) = schedule.momentum_at(position)
+            && !self.optimizer.set_momentum(m)
+        {
+            return Err(TrainError::Config {
+                field: "schedule",
+                expected: "an optimizer with a momentum or betas (SGD, RMSprop, Adam) for \
+                           OneCycle's momentum cycle, or OneCycle with `momentum: None`"
+                    .into(),
+                found: format!("{} with momentum cycling", self.optimizer.name()),
+            });
+        }
+        Ok(())
     }
 
     fn run_epoch<M: Module<T> + ?Sized>(
@@ -570,7 +585,7 @@ impl<T: Float> Trainer<T> {
             self.optimizer.step(params, &grads)?;
             self.state.step += 1;
             if self.config.schedule_unit == ScheduleUnit::Step {
-                self.optimizer.set_lr(self.scheduled_lr());
+                self.apply_schedule()?;
             }
             loss_sum += loss * indices.len() as f64;
             seen += indices.len();

@@ -360,3 +360,36 @@ fn a_schedule_counts_steps_or_epochs() {
     // The default counts steps.
     assert_eq!(TrainerConfig::default().schedule_unit, ScheduleUnit::Step);
 }
+
+#[test]
+fn one_cycle_cycles_the_momentum_and_refuses_an_optimizer_without_one() {
+    use gradus::optim::{Adagrad, Optimizer};
+    let data = spiral_ish(320);
+    let (model, mut params) = Sequential::<f32>::new()
+        .linear(2, 8)
+        .relu()
+        .linear(8, 3)
+        .build(0)
+        .unwrap();
+    let config = TrainerConfig {
+        schedule: Schedule::one_cycle(0.2, 30),
+        ..quiet(3)
+    };
+    let mut trainer = Trainer::new(config.clone(), Sgd::new(0.1).momentum(0.9));
+    trainer.fit(&model, &mut params, &data, None).unwrap();
+    // After the 30th and last step the momentum is back at its maximum, 0.95.
+    assert_eq!(trainer.optimizer().momentum(), Some(0.95));
+    assert!(trainer.optimizer().lr() < 1e-5);
+    let mut refused = Trainer::new(config, Adagrad::new(0.1));
+    let err = refused.fit(&model, &mut params, &data, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::Config {
+                field: "schedule",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -181,4 +181,13 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     }
 
     lr_and_state_methods!(ParamState::Adam { .. });
+
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> bool {
+        self.betas.0 = momentum;
+        true
+    }
 }

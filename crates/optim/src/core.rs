@@ -119,6 +119,20 @@ pub trait Optimizer<T: Float> {
     fn lr(&self) -> f64;
     /// Sets the learning rate (what a schedule does between steps).
     fn set_lr(&mut self, lr: f64);
+    /// Sets the momentum coefficient (what OneCycle's momentum cycling does between steps,
+    /// as PyTorch's `OneCycleLR(cycle_momentum=True)`): SGD's and RMSprop's `momentum`,
+    /// Adam's `beta1`. Returns false for an optimizer without one (Adagrad), for which
+    /// PyTorch refuses momentum cycling too. As in PyTorch, setting it on SGD or RMSprop
+    /// without momentum turns momentum on.
+    fn set_momentum(&mut self, momentum: f64) -> bool {
+        let _ = momentum;
+        false
+    }
+    /// The momentum coefficient [`Optimizer::set_momentum`] sets, if the optimizer has one
+    /// in use (`None` for SGD without momentum and for Adagrad).
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
     /// The optimizer's name, as in [`OptimizerState::optimizer`].
     fn name(&self) -> &'static str;
     /// A snapshot of the state.

@@ -35,5 +35,5 @@ pub use adam::{Adam, WeightDecay};
 pub use clip::{GradClip, NonFiniteNorm, clip_grad_norm, clip_grad_value, grad_norm};
 pub use core::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 pub use rmsprop::RmsProp;
-pub use schedule::{Anneal, Schedule};
+pub use schedule::{Anneal, MomentumCycle, Schedule};
 pub use sgd::{Momentum, Sgd};

@@ -127,4 +127,13 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
     }
 
     lr_and_state_methods!(ParamState::RmsProp { .. });
+
+    fn momentum(&self) -> Option<f64> {
+        (self.momentum > 0.0).then_some(self.momentum)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> bool {
+        self.momentum = momentum;
+        true
+    }
 }

@@ -13,6 +13,25 @@ pub enum Anneal {
     Linear,
 }
 
+/// OneCycle's momentum cycle: from `max` down to `base` while the learning rate rises, and
+/// back to `max` while it falls (PyTorch's `base_momentum`, `max_momentum`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MomentumCycle {
+    /// Momentum at the learning rate's peak (PyTorch's default 0.85).
+    pub base: f64,
+    /// Momentum at the start and the end (PyTorch's default 0.95).
+    pub max: f64,
+}
+
+impl Default for MomentumCycle {
+    fn default() -> Self {
+        Self {
+            base: 0.85,
+            max: 0.95,
+        }
+    }
+}
+
 /// A learning rate as a function of the step number `t` (0 for the first step).
 ///
 /// ```
@@ -59,9 +78,10 @@ pub enum Schedule {
         /// The schedule after warm-up.
         then: Box<Schedule>,
     },
-    /// `OneCycleLR` (without momentum cycling): up from `max_lr / div_factor` to `max_lr`
-    /// over `pct_start` of the steps, then down to `max_lr / (div_factor * final_div_factor)`.
-    /// Ignores the base rate.
+    /// `OneCycleLR`: up from `max_lr / div_factor` to `max_lr` over `pct_start` of the
+    /// steps, then down to `max_lr / (div_factor * final_div_factor)`, with the momentum (or
+    /// Adam's beta1) cycled the other way when `momentum` is set, as PyTorch does by default
+    /// (`cycle_momentum=True`); see [`Schedule::momentum_at`]. Ignores the base rate.
     OneCycle {
         /// Peak learning rate.
         max_lr: f64,
@@ -75,6 +95,10 @@ pub enum Schedule {
         div_factor: f64,
         /// `min_lr = initial_lr / final_div_factor`.
         final_div_factor: f64,
+        /// The momentum cycle, or `None` for PyTorch's `cycle_momentum=False` (and for
+        /// schedules saved before momentum cycling existed).
+        #[serde(default)]
+        momentum: Option<MomentumCycle>,
     },
 }
 
@@ -88,7 +112,16 @@ impl Schedule {
         }
     }
 
-    /// OneCycle with PyTorch's defaults (pct_start 0.3, cosine, div 25, final div 1e4).
+    /// OneCycle with PyTorch's defaults (pct_start 0.3, cosine, div 25, final div 1e4,
+    /// momentum cycled between 0.95 and 0.85).
+    ///
+    /// ```
+    /// use gradus_optim::Schedule;
+    /// let s = Schedule::one_cycle(0.1, 100);
+    /// assert_eq!(s.momentum_at(0), Some(0.95));
+    /// assert!((s.momentum_at(29).unwrap() - 0.85).abs() < 1e-12); // the learning rate's peak
+    /// assert_eq!(Schedule::Constant.momentum_at(5), None);
+    /// ```
     pub fn one_cycle(max_lr: f64, total_steps: u64) -> Self {
         Schedule::OneCycle {
             max_lr,
@@ -97,6 +130,33 @@ impl Schedule {
             anneal: Anneal::Cos,
             div_factor: 25.0,
             final_div_factor: 1e4,
+            momentum: Some(MomentumCycle::default()),
+        }
+    }
+
+    /// The momentum (SGD, RMSprop) or beta1 (Adam) for step `t`, for a schedule that cycles
+    /// it; `None` leaves the optimizer's own. A warm-up passes the schedule after it through.
+    pub fn momentum_at(&self, t: u64) -> Option<f64> {
+        match self {
+            Schedule::Warmup { steps, then, .. } => {
+                t.checked_sub(*steps).and_then(|t| then.momentum_at(t))
+            }
+            Schedule::OneCycle {
+                total_steps,
+                pct_start,
+                anneal,
+                momentum: Some(m),
+                ..
+            } => {
+                let (phase, pct) = one_cycle_phase(*total_steps, *pct_start, t);
+                let (from, to) = if phase == 0 {
+                    (m.max, m.base)
+                } else {
+                    (m.base, m.max)
+                };
+                Some(anneal.between(from, to, pct))
+            }
+            _ => None,
         }
     }
 
@@ -130,24 +190,40 @@ impl Schedule {
                 anneal,
                 div_factor,
                 final_div_factor,
+                ..
             } => {
                 let initial = max_lr / div_factor;
                 let min = initial / final_div_factor;
-                let up_end = pct_start * *total_steps as f64 - 1.0;
-                let last = total_steps.saturating_sub(1) as f64;
-                let t = (t as f64).min(last);
-                let (from, to, pct) = if t <= up_end {
-                    (initial, *max_lr, t / up_end)
+                let (phase, pct) = one_cycle_phase(*total_steps, *pct_start, t);
+                let (from, to) = if phase == 0 {
+                    (initial, *max_lr)
                 } else {
-                    (*max_lr, min, (t - up_end) / (last - up_end))
+                    (*max_lr, min)
                 };
-                match anneal {
-                    Anneal::Cos => {
-                        to + (from - to) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0)
-                    }
-                    Anneal::Linear => (to - from) * pct + from,
-                }
+                anneal.between(from, to, pct)
             }
+        }
+    }
+}
+
+/// OneCycle's phase at step `t` (0 rising, 1 falling) and how far through it (0 to 1).
+fn one_cycle_phase(total_steps: u64, pct_start: f64, t: u64) -> (u8, f64) {
+    let up_end = pct_start * total_steps as f64 - 1.0;
+    let last = total_steps.saturating_sub(1) as f64;
+    let t = (t as f64).min(last);
+    if t <= up_end {
+        (0, t / up_end)
+    } else {
+        (1, (t - up_end) / (last - up_end))
+    }
+}
+
+impl Anneal {
+    /// The point `pct` of the way from `from` to `to`.
+    fn between(self, from: f64, to: f64, pct: f64) -> f64 {
+        match self {
+            Anneal::Cos => to + (from - to) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0),
+            Anneal::Linear => (to - from) * pct + from,
         }
     }
 }

@@ -178,4 +178,26 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     }
 
     lr_and_state_methods!(ParamState::Sgd { .. });
+
+    fn momentum(&self) -> Option<f64> {
+        match self.momentum {
+            Momentum::None => None,
+            Momentum::Classic { momentum, .. } | Momentum::Nesterov { momentum } => Some(momentum),
+        }
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> bool {
+        self.momentum = match self.momentum {
+            Momentum::None => Momentum::Classic {
+                momentum,
+                dampening: 0.0,
+            },
+            Momentum::Classic { dampening, .. } => Momentum::Classic {
+                momentum,
+                dampening,
+            },
+            Momentum::Nesterov { .. } => Momentum::Nesterov { momentum },
+        };
+        true
+    }
 }

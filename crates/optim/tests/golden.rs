@@ -6,7 +6,8 @@
 use gradus_autograd::ndarray::{ArrayD, IxDyn};
 use gradus_autograd::{Gradients, ParamStore};
 use gradus_optim::{
-    Adagrad, Adam, Anneal, GradClip, Optimizer, RmsProp, Schedule, Sgd, WeightDecay, clip_grad_norm,
+    Adagrad, Adam, Anneal, GradClip, MomentumCycle, Optimizer, RmsProp, Schedule, Sgd, WeightDecay,
+    clip_grad_norm,
 };
 use serde_json::Value;
 
@@ -145,6 +146,66 @@ fn every_optimizer_and_variant_matches_pytorch_step_by_step() {
             }
         }
     }
+}
+
+#[test]
+fn one_cycle_cycles_momentum_and_beta1_as_pytorch() {
+    let g = golden();
+    let cases = g["cycled"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let sk = &case["schedule"];
+        let get = |key: &str, default: f64| sk.get(key).and_then(Value::as_f64).unwrap_or(default);
+        let schedule = Schedule::OneCycle {
+            max_lr: get("max_lr", f64::NAN),
+            total_steps: sk["total_steps"].as_u64().unwrap(),
+            pct_start: get("pct_start", 0.3),
+            anneal: match sk.get("anneal_strategy").and_then(Value::as_str) {
+                Some("linear") => Anneal::Linear,
+                _ => Anneal::Cos,
+            },
+            div_factor: get("div_factor", 25.0),
+            final_div_factor: get("final_div_factor", 1e4),
+            momentum: Some(MomentumCycle {
+                base: get("base_momentum", 0.85),
+                max: get("max_momentum", 0.95),
+            }),
+        };
+        let (mut params, grads) = setup(&g);
+        let mut opt = optimizer_for(case);
+        let expected = case["expected"].as_array().unwrap();
+        for (t, (grad, want)) in grads.iter().zip(expected).enumerate() {
+            let lr = schedule.lr_at(opt.lr(), t as u64);
+            let m = schedule.momentum_at(t as u64).unwrap();
+            let (want_lr, want_m) = (
+                case["lrs"][t].as_f64().unwrap(),
+                case["momenta"][t].as_f64().unwrap(),
+            );
+            assert!(
+                (lr - want_lr).abs() < 1e-12,
+                "{name} step {t}: lr {lr} vs {want_lr}"
+            );
+            assert!(
+                (m - want_m).abs() < 1e-12,
+                "{name} step {t}: momentum {m} vs {want_m}"
+            );
+            opt.set_lr(lr);
+            assert!(opt.set_momentum(m), "{name}");
+            opt.step(&mut params, grad).unwrap();
+            for p in ["a", "b"] {
+                assert_rel(
+                    name,
+                    t,
+                    params.get(params.id(p).unwrap()),
+                    &array(&want[p]),
+                    1e-6,
+                );
+            }
+        }
+    }
+    // Adagrad has neither a momentum nor betas: PyTorch refuses momentum cycling for it.
+    assert!(!Adagrad::<f64>::new(0.1).set_momentum(0.9));
 }
 
 #[test]
@@ -304,6 +365,7 @@ fn schedules_match_pytorch() {
             anneal: Anneal::Linear,
             div_factor: 10.0,
             final_div_factor: 100.0,
+            momentum: None,
         },
     );
 }
