@@ -363,7 +363,7 @@ fn a_schedule_counts_steps_or_epochs() {
 
 #[test]
 fn one_cycle_cycles_the_momentum_and_refuses_an_optimizer_without_one() {
-    use gradus::optim::{Adagrad, Optimizer};
+    use gradus::optim::Adagrad;
     let data = spiral_ish(320);
     let (model, mut params) = Sequential::<f32>::new()
         .linear(2, 8)
