@@ -25,6 +25,16 @@ fn spiral_ish(n: usize) -> Dataset<f32> {
     Dataset::classification(x.into_dyn(), labels).unwrap()
 }
 
+/// 2-8-3, for tests about the loop rather than the learning.
+fn small_mlp() -> (Sequential<f32>, gradus::ParamStore<f32>) {
+    Sequential::<f32>::new()
+        .linear(2, 8)
+        .relu()
+        .linear(8, 3)
+        .build(0)
+        .unwrap()
+}
+
 fn quiet(epochs: usize) -> TrainerConfig {
     TrainerConfig {
         epochs,
@@ -330,12 +340,7 @@ fn best_metric_checkpoints_hold_the_best_epoch() {
 fn a_schedule_counts_steps_or_epochs() {
     let data = spiral_ish(320); // 10 batches of 32 per epoch
     let run = |unit: ScheduleUnit, schedule: Schedule| {
-        let (model, mut params) = Sequential::<f32>::new()
-            .linear(2, 8)
-            .relu()
-            .linear(8, 3)
-            .build(0)
-            .unwrap();
+        let (model, mut params) = small_mlp();
         let config = TrainerConfig {
             schedule,
             schedule_unit: unit,
@@ -365,12 +370,7 @@ fn a_schedule_counts_steps_or_epochs() {
 fn one_cycle_cycles_the_momentum_and_refuses_an_optimizer_without_one() {
     use gradus::optim::Adagrad;
     let data = spiral_ish(320);
-    let (model, mut params) = Sequential::<f32>::new()
-        .linear(2, 8)
-        .relu()
-        .linear(8, 3)
-        .build(0)
-        .unwrap();
+    let (model, mut params) = small_mlp();
     let config = TrainerConfig {
         schedule: Schedule::one_cycle(0.2, 30),
         ..quiet(3)
