@@ -185,8 +185,7 @@ pub(crate) fn full<T: Float>(shape: &[usize], value: T) -> ArrayD<T> {
 }
 
 /// `f` applied to every element of `a`, on pooled storage (row-major order).
-pub(crate) fn map<T: Float>(a: &ArrayD<T>, f: impl FnMut(T) -> T) -> ArrayD<T> {
-    let mut f = f;
+pub(crate) fn map<T: Float>(a: &ArrayD<T>, mut f: impl FnMut(T) -> T) -> ArrayD<T> {
     match a.as_slice() {
         Some(s) => from_iter(a.shape(), s.iter().map(|&v| f(v))),
         None => from_iter(a.shape(), a.iter().map(|&v| f(v))),

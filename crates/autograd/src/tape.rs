@@ -273,10 +273,9 @@ impl<T: Float> Tape<T> {
         if let Some(a) = self.anomaly.borrow_mut().take() {
             return Err(a);
         }
+        // Nodes recorded after the loss get no gradient: the sweep below gives their values
+        // back as it passes them; whatever it leaves (after an anomaly) the tape's `Drop` does.
         let mut nodes = std::mem::take(&mut *self.nodes.borrow_mut());
-        for n in nodes.drain(loss.0 + 1..) {
-            pool::recycle_shared(n.value);
-        }
         let loss_value = &nodes[loss.0].value;
         assert!(
             loss_value.len() == 1,
@@ -371,9 +370,6 @@ impl<T: Float> Tape<T> {
                 }
             }
             pool::recycle_shared(node.value);
-        }
-        for n in nodes.drain(..) {
-            pool::recycle_shared(n.value);
         }
         for g in grads.drain(..).flatten() {
             pool::recycle(g);

@@ -5,7 +5,7 @@ use ndarray::{ArrayD, Axis, Zip};
 use rand::Rng;
 use smallvec::smallvec;
 
-use super::{check_axis, combine};
+use super::{check_axis, combine, zip_map};
 use crate::{Float, Var, pool};
 
 /// `x - max(x)` along `axis`: the shift that keeps `exp` from overflowing.
@@ -185,7 +185,7 @@ impl<'t, T: Float> Var<'t, T> {
                 }
             }),
         );
-        let value = combine(&mut pool::copy(&x), &mask, |v, m| v * m);
+        let value = zip_map(&x, &mask, |v, m| v * m);
         self.tape
             .push_op("dropout", &[self], value, move |g, _, _, _| {
                 let d = combine(g, &mask, |d, m| d * m);
