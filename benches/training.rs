@@ -10,7 +10,7 @@ use criterion::{BatchSize as CriterionBatch, Criterion, criterion_group, criteri
 use gradus::autograd::{Gradients, ParamStore, value_and_grad};
 use gradus::checkpoint;
 use gradus::data::mnist::Mnist;
-use gradus::layers::{Init, Mode, Module, Sequential};
+use gradus::layers::{ForwardCtx, Init, Module, Sequential};
 use gradus::optim::{Adagrad, Adam, Optimizer, RmsProp, Sgd};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -44,7 +44,11 @@ fn training_steps(c: &mut Criterion) {
             bench.iter(|| {
                 let (loss, grads) = value_and_grad(|tape| {
                     model
-                        .forward(&params, tape.constant(b.inputs.clone()), &mut Mode::Eval)
+                        .forward(
+                            &params,
+                            tape.constant(b.inputs.clone()),
+                            &mut ForwardCtx::eval(),
+                        )
                         .cross_entropy_with_logits(&labels)
                 });
                 opt.step(&mut params, &grads).unwrap();

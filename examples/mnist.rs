@@ -18,7 +18,7 @@ use gradus::checkpoint;
 use gradus::data::mnist::{Mnist, Provenance};
 use gradus::layers::Sequential;
 use gradus::optim::{Adagrad, Adam, Optimizer, RmsProp, Schedule, Sgd};
-use gradus::{BatchSize, Progress, Trainer, TrainerConfig};
+use gradus::{BatchSize, Loss, Progress, Trainer, TrainerConfig, evaluate};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Opt {
@@ -106,6 +106,9 @@ struct Args {
     /// Load weights from this file and report the test accuracy instead of training.
     #[arg(long)]
     eval: Option<PathBuf>,
+    /// Train on only the first N training images (a quick run; 0 = all).
+    #[arg(long, default_value_t = 0)]
+    train_limit: usize,
     /// Print only the final result.
     #[arg(long)]
     quiet: bool,
@@ -215,10 +218,13 @@ fn main() -> ExitCode {
         }
     }
     let t0 = Instant::now();
-    let mnist = match Mnist::load(&data_dir) {
+    let mut mnist = match Mnist::load(&data_dir) {
         Ok(m) => m,
         Err(e) => return usage_error(e),
     };
+    if args.train_limit > 0 && args.train_limit < mnist.train.len() {
+        mnist.train = mnist.train.take(args.train_limit);
+    }
     let (rows, cols) = mnist.image_size;
     if !args.quiet {
         let what = match &mnist.provenance {
@@ -244,8 +250,13 @@ fn main() -> ExitCode {
         if let Err(e) = checkpoint::load_weights(path, &mut params) {
             return usage_error(e);
         }
-        let trainer = Trainer::new(TrainerConfig::default(), Sgd::<f32>::new(0.0));
-        let eval = trainer.evaluate(&model, &params, &mnist.test);
+        let eval = match evaluate(&model, &params, &mnist.test, &Loss::CrossEntropy, 1000) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
         println!(
             "{}: test loss {:.4}, test accuracy {:.2}%",
             path.display(),
@@ -261,14 +272,22 @@ fn main() -> ExitCode {
         .train
         .len()
         .div_ceil(batch_size.samples(mnist.train.len())) as u64;
-    let total_steps = steps_per_epoch * args.epochs;
+    let Some(total_steps) = steps_per_epoch.checked_mul(args.epochs) else {
+        return usage_error(format!(
+            "--epochs {} is too many: {steps_per_epoch} steps per epoch overflow a step count",
+            args.epochs
+        ));
+    };
     let schedule = match args.schedule {
         Sched::Constant => Schedule::Constant,
         Sched::Cosine => Schedule::CosineAnnealing {
             t_max: total_steps,
             eta_min: 0.0,
         },
-        Sched::Onecycle => Schedule::one_cycle(lr, total_steps),
+        // PyTorch's cycle_momentum, for the optimizers that have a momentum or beta1.
+        Sched::Onecycle => {
+            Schedule::one_cycle(lr, total_steps, !matches!(args.optimizer, Opt::Adagrad))
+        }
     };
     if !args.quiet {
         println!("model:\n{}", model.summary(&params));
@@ -294,7 +313,7 @@ fn main() -> ExitCode {
         },
         ..TrainerConfig::default()
     };
-    let mut trainer = Trainer::new(config, BoxedOptimizer(args.optimizer.build(lr)));
+    let mut trainer = Trainer::new(config, args.optimizer.build(lr));
     let started = Instant::now();
     let history = match trainer.fit(&model, &mut params, &mnist.train, Some(&mnist.test)) {
         Ok(h) => h,
@@ -324,35 +343,4 @@ fn main() -> ExitCode {
         args.output.display()
     );
     ExitCode::SUCCESS
-}
-
-/// Lets a boxed optimizer chosen at run time drive the trainer.
-struct BoxedOptimizer(Box<dyn Optimizer<f32>>);
-
-impl Optimizer<f32> for BoxedOptimizer {
-    fn step(
-        &mut self,
-        params: &mut gradus::ParamStore<f32>,
-        grads: &gradus::Gradients<f32>,
-    ) -> Result<(), gradus::optim::OptimError> {
-        self.0.step(params, grads)
-    }
-    fn lr(&self) -> f64 {
-        self.0.lr()
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.0.set_lr(lr)
-    }
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-    fn state(&self) -> gradus::optim::OptimizerState<f32> {
-        self.0.state()
-    }
-    fn load_state(
-        &mut self,
-        state: gradus::optim::OptimizerState<f32>,
-    ) -> Result<(), gradus::optim::OptimError> {
-        self.0.load_state(state)
-    }
 }

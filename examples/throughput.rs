@@ -77,6 +77,7 @@ fn main() {
         .expect("training runs");
     let accuracy = trainer
         .evaluate(&model, &params, &mnist.test)
+        .expect("the test set fits the model")
         .accuracy
         .unwrap_or(0.0);
     trainer.config.epochs = 4;

@@ -1,13 +1,13 @@
 //! The race on MNIST: the same network from the same initial weights, trained on the same
 //! samples by every optimizer for the same number of samples seen.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use gradus::autograd::{ParamStore, Tape, count_correct, value_and_grad};
-use gradus::layers::{Mode, Module, Sequential};
-use gradus::{BatchSize, Dataset};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use gradus::autograd::{ParamStore, Tape, count_correct};
+use gradus::layers::{ForwardCtx, Module, Sequential};
+use gradus::{BatchEnd, BatchSize, Callback, Dataset, Progress, Trainer, TrainerConfig};
 
 use crate::contenders::Kind;
 
@@ -48,7 +48,7 @@ fn dataset_loss(
         let idx: Vec<usize> = (start..(start + 2000).min(data.len())).collect();
         let batch = data.batch(&idx);
         let tape = Tape::no_grad();
-        let out = model.forward(params, tape.constant(batch.inputs), &mut Mode::Eval);
+        let out = model.forward(params, tape.constant(batch.inputs), &mut ForwardCtx::eval());
         sum += out
             .cross_entropy_with_logits(&labels[start..start + idx.len()])
             .item() as f64
@@ -71,7 +71,35 @@ pub struct Race<'a> {
     pub seed: u64,
 }
 
-/// Trains a copy of the initial weights with `kind` for the race's budget.
+/// Keeps a snapshot of the weights (shared arrays, copied only when the next step writes
+/// them) every `log_every` samples, with the training time so far; the losses are computed
+/// after training, so they cost the race's clock nothing.
+/// `(samples seen, training time, weights)` at each log point.
+type Taken = Rc<RefCell<Vec<(usize, Duration, ParamStore<f32>)>>>;
+
+struct Snapshots {
+    log_every: usize,
+    next_log: usize,
+    seen: usize,
+    started: Instant,
+    taken: Taken,
+}
+
+impl Callback<f32> for Snapshots {
+    fn on_batch_end(&mut self, info: &BatchEnd, params: &ParamStore<f32>) {
+        self.seen += info.batch_size;
+        if self.seen >= self.next_log {
+            self.taken
+                .borrow_mut()
+                .push((self.seen, self.started.elapsed(), params.clone()));
+            while self.next_log <= self.seen {
+                self.next_log += self.log_every;
+            }
+        }
+    }
+}
+
+/// Trains a copy of the initial weights with `kind` for the race's budget, with the Trainer.
 pub fn run(kind: Kind, race: &Race<'_>) -> RaceResult {
     let Race {
         model,
@@ -84,36 +112,38 @@ pub fn run(kind: Kind, race: &Race<'_>) -> RaceResult {
     } = *race;
     let mut params = init.clone();
     let lr = kind.mnist_lr();
-    let mut opt = kind.build::<f32>(lr);
     let batch = kind.batch(train.len());
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut curve = vec![(0, Duration::ZERO, dataset_loss(model, &params, train).0)];
-    let (mut seen, mut next_log, mut training) = (0usize, log_every, Duration::ZERO);
-    let labels = train.labels().expect("classification");
+    let taken = Rc::new(RefCell::new(Vec::new()));
     let started = Instant::now();
-    for _ in 0..epochs {
+    let config = TrainerConfig {
+        epochs,
+        batch_size: BatchSize::Mini(batch),
         // Every contender sees the same sample order: the shuffle depends on the seed only.
-        let order = train.epoch_batches(BatchSize::Mini(batch), Some(&mut rng), false);
-        for idx in order {
-            let t = Instant::now();
-            let batch_data = train.batch(&idx);
-            let batch_labels: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
-            let (_, grads) = value_and_grad(|tape| {
-                model
-                    .forward(&params, tape.constant(batch_data.inputs), &mut Mode::Eval)
-                    .cross_entropy_with_logits(&batch_labels)
-            });
-            opt.step(&mut params, &grads)
-                .expect("every parameter has a gradient");
-            training += t.elapsed();
-            seen += idx.len();
-            if seen >= next_log {
-                curve.push((seen, training, dataset_loss(model, &params, train).0));
-                while next_log <= seen {
-                    next_log += log_every;
-                }
-            }
-        }
+        seed,
+        progress: Progress::Quiet,
+        ..TrainerConfig::default()
+    };
+    let mut trainer = Trainer::new(config, kind.build::<f32>(lr)).callback(Snapshots {
+        log_every,
+        next_log: log_every,
+        seen: 0,
+        started,
+        taken: Rc::clone(&taken),
+    });
+    trainer
+        .fit(model, &mut params, train, None)
+        .expect("the race's settings train");
+    let total_time = started.elapsed();
+    let history = trainer.history();
+    let seen: usize = history.epochs.len() * train.len();
+    let training: Duration = history
+        .epochs
+        .iter()
+        .map(|e| Duration::from_secs_f64(e.wall_time_secs))
+        .sum();
+    let mut curve = vec![(0, Duration::ZERO, dataset_loss(model, init, train).0)];
+    for (n, time, snapshot) in taken.borrow().iter() {
+        curve.push((*n, *time, dataset_loss(model, snapshot, train).0));
     }
     if curve.last().map(|c| c.0) != Some(seen) {
         curve.push((seen, training, dataset_loss(model, &params, train).0));
@@ -125,6 +155,6 @@ pub fn run(kind: Kind, race: &Race<'_>) -> RaceResult {
         batch,
         curve,
         test_accuracy: correct as f64 / test.len() as f64,
-        total_time: started.elapsed(),
+        total_time,
     }
 }

@@ -40,9 +40,10 @@ extern crate blas_src;
 
 mod float;
 mod gradcheck;
+pub mod memory;
 pub mod ops;
 mod params;
-pub mod pool;
+mod pool;
 mod tape;
 
 pub use float::{Float, all_finite};
@@ -50,9 +51,10 @@ pub use gradcheck::{
     GradcheckError, GradcheckOptions, gradcheck, gradcheck_params, gradcheck_with,
 };
 pub use ops::loss::count_correct;
-pub use params::{DuplicateName, ImportError, NamedArrays, ParamId, ParamStore};
+pub use params::{BufferId, DuplicateName, ImportError, NamedArrays, ParamId, ParamStore};
 pub use tape::{
-    Anomaly, Gradients, NodeId, Phase, Tape, Var, value_and_grad, value_and_grad_detect_anomaly,
+    Anomaly, Gradients, NodeId, OperandGrads, Phase, Tape, Var, value_and_grad,
+    value_and_grad_detect_anomaly, value_and_grad_with_aux,
 };
 
 pub use ndarray;

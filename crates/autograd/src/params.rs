@@ -1,7 +1,9 @@
-//! Parameters live outside the tape, in a store with stable ids and dotted names.
+//! Parameters and buffers live outside the tape, in a store with stable ids and dotted names.
 //!
 //! A tape refers to a parameter by [`ParamId`] and shares its array (an `Arc`, no copy);
-//! the optimizer later updates the array in place through [`ParamStore::get_mut`].
+//! the optimizer later updates the array in place through [`ParamStore::get_mut`]. Buffers
+//! ([`BufferId`]) are PyTorch's `register_buffer`: saved and loaded with the weights, never
+//! trained, and invisible to optimizers and clipping.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -11,15 +13,37 @@ use ndarray::ArrayD;
 
 use crate::Float;
 
-/// The stable id of a parameter in its [`ParamStore`].
+/// The stable id of a trainable parameter in its [`ParamStore`]. It remembers the name it
+/// was registered under (as a hash): it is valid with its store, the store's clones, and any
+/// store built the same way (same names in the same order, as a second `build` of one
+/// model); with a store that holds another parameter at its place it panics instead of
+/// silently reading the wrong array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ParamId(pub(crate) usize);
+pub struct ParamId {
+    pub(crate) index: usize,
+    pub(crate) key: u32,
+}
 
 impl ParamId {
     /// The position of the parameter in its store (insertion order).
     pub fn index(self) -> usize {
-        self.0
+        self.index
     }
+}
+
+/// The id of a buffer (non-trainable state, such as BatchNorm's running mean) in its
+/// [`ParamStore`]; like [`ParamId`] it is checked against the name it was registered under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferId {
+    pub(crate) index: usize,
+    pub(crate) key: u32,
+}
+
+/// FNV-1a: a name's 32-bit key, to catch an id used with a store it does not belong to.
+fn key_of(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// A plain named map of arrays: what a model's parameters export to and import from.
@@ -62,12 +86,19 @@ impl fmt::Display for ImportError {
     }
 }
 
-/// A parameter name was inserted twice.
+/// A parameter or buffer name was inserted twice.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("parameter name `{0}` is already in the store")]
 pub struct DuplicateName(pub String);
 
-/// The parameters of a model: arrays with stable ids and unique dotted names.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    Param(usize),
+    Buffer(usize),
+}
+
+/// The state of a model: trainable parameters and non-trainable buffers, arrays with stable
+/// ids and unique dotted names (PyTorch's `state_dict` names).
 ///
 /// ```
 /// use gradus_autograd::ParamStore;
@@ -79,18 +110,35 @@ pub struct DuplicateName(pub String);
 /// assert_eq!(params.get(w).shape(), &[3, 2]);
 /// params.get_mut(w)[[0, 0]] = 1.0;
 /// assert_eq!(params.id("0.weight"), Some(w));
+///
+/// // A buffer is saved with the weights but is not a parameter.
+/// let n = params.insert_buffer("0.num_batches_tracked", ArrayD::zeros(vec![])).unwrap();
+/// assert_eq!(params.len(), 1);
+/// assert_eq!(params.export().len(), 2);
+/// assert_eq!(params.buffer(n).ndim(), 0);
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ParamStore<T: Float = f32> {
     names: Vec<String>,
     values: Vec<Arc<ArrayD<T>>>,
-    index: HashMap<String, ParamId>,
+    buffer_names: Vec<String>,
+    buffers: Vec<Arc<ArrayD<T>>>,
+    index: HashMap<String, Entry>,
+}
+
+impl<T: Float> Default for ParamStore<T> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<T: Float> fmt::Debug for ParamStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (_, name, value) in self.iter() {
+            map.entry(&name, &value.shape());
+        }
+        for (_, name, value) in self.buffers() {
             map.entry(&name, &value.shape());
         }
         map.finish()
@@ -103,36 +151,145 @@ impl<T: Float> ParamStore<T> {
         Self {
             names: Vec::new(),
             values: Vec::new(),
+            buffer_names: Vec::new(),
+            buffers: Vec::new(),
             index: HashMap::new(),
         }
     }
 
-    /// Adds a parameter; names must be unique.
+    fn claim(&mut self, name: String, entry: Entry) -> Result<String, DuplicateName> {
+        if self.index.contains_key(&name) {
+            return Err(DuplicateName(name));
+        }
+        self.index.insert(name.clone(), entry);
+        Ok(name)
+    }
+
+    /// Adds a trainable parameter; names must be unique among parameters and buffers.
     pub fn insert(
         &mut self,
         name: impl Into<String>,
         value: ArrayD<T>,
     ) -> Result<ParamId, DuplicateName> {
-        let name = name.into();
-        if self.index.contains_key(&name) {
-            return Err(DuplicateName(name));
-        }
-        let id = ParamId(self.values.len());
-        self.index.insert(name.clone(), id);
+        let index = self.values.len();
+        let name = self.claim(name.into(), Entry::Param(index))?;
+        let key = key_of(&name);
         self.names.push(name);
         self.values.push(Arc::new(value));
-        Ok(id)
+        Ok(ParamId { index, key })
     }
 
-    /// The parameter's value.
+    /// Adds a buffer: state saved and loaded with the weights (PyTorch's `register_buffer`)
+    /// that optimizers, clipping and the missing-gradient check never see.
+    pub fn insert_buffer(
+        &mut self,
+        name: impl Into<String>,
+        value: ArrayD<T>,
+    ) -> Result<BufferId, DuplicateName> {
+        let index = self.buffers.len();
+        let name = self.claim(name.into(), Entry::Buffer(index))?;
+        let key = key_of(&name);
+        self.buffer_names.push(name);
+        self.buffers.push(Arc::new(value));
+        Ok(BufferId { index, key })
+    }
+
+    fn check(names: &[String], index: usize, key: u32, what: &str) {
+        match names.get(index) {
+            Some(name) if key_of(name) == key => {}
+            Some(name) => panic!(
+                "{what} #{index} belongs to another ParamStore: this store holds `{name}` there; \
+                 ids are valid only with the store that made them or one built the same way"
+            ),
+            None => panic!(
+                "{what} #{index} belongs to another ParamStore: this store has only {} {what}s",
+                names.len()
+            ),
+        }
+    }
+
+    fn check_param(&self, id: ParamId) {
+        Self::check(&self.names, id.index, id.key, "parameter");
+    }
+
+    fn check_buffer(&self, id: BufferId) {
+        Self::check(&self.buffer_names, id.index, id.key, "buffer");
+    }
+
+    /// The parameter's value. Panics if `id` was made by another store.
     pub fn get(&self, id: ParamId) -> &ArrayD<T> {
-        &self.values[id.0]
+        self.check_param(id);
+        &self.values[id.index]
     }
 
     /// The parameter's value, to update in place. The array is copied only if a live tape
     /// still shares it (which the training loop never does).
     pub fn get_mut(&mut self, id: ParamId) -> &mut ArrayD<T> {
-        Arc::make_mut(&mut self.values[id.0])
+        self.check_param(id);
+        Arc::make_mut(&mut self.values[id.index])
+    }
+
+    /// A buffer's value. Panics if `id` was made by another store.
+    pub fn buffer(&self, id: BufferId) -> &ArrayD<T> {
+        self.check_buffer(id);
+        &self.buffers[id.index]
+    }
+
+    /// A shared handle to a buffer's value, as a tape holds it.
+    pub(crate) fn shared_buffer(&self, id: BufferId) -> Arc<ArrayD<T>> {
+        Arc::clone(&self.buffers[id.index])
+    }
+
+    /// Replaces a buffer's value (what a training-mode forward's updates do), which must keep
+    /// its shape.
+    pub fn set_buffer(&mut self, id: BufferId, value: ArrayD<T>) {
+        self.check_buffer(id);
+        let name = &self.buffer_names[id.index];
+        assert_eq!(
+            self.buffers[id.index].shape(),
+            value.shape(),
+            "set_buffer: buffer `{name}` has shape {:?}, the new value {:?}",
+            self.buffers[id.index].shape(),
+            value.shape()
+        );
+        self.buffers[id.index] = Arc::new(value);
+    }
+
+    /// The buffer's dotted name.
+    pub fn buffer_name(&self, id: BufferId) -> &str {
+        self.check_buffer(id);
+        &self.buffer_names[id.index]
+    }
+
+    /// The id of the buffer called `name`.
+    pub fn buffer_id(&self, name: &str) -> Option<BufferId> {
+        match self.index.get(name) {
+            Some(&Entry::Buffer(index)) => Some(BufferId {
+                index,
+                key: key_of(name),
+            }),
+            _ => None,
+        }
+    }
+
+    /// `(id, name, value)` for every buffer, in insertion order.
+    pub fn buffers(&self) -> impl Iterator<Item = (BufferId, &str, &ArrayD<T>)> {
+        self.buffer_names
+            .iter()
+            .zip(&self.buffers)
+            .enumerate()
+            .map(|(index, (n, v))| {
+                let id = BufferId {
+                    index,
+                    key: key_of(n),
+                };
+                (id, n.as_str(), &**v)
+            })
+    }
+
+    /// Number of buffers.
+    pub fn num_buffers(&self) -> usize {
+        self.buffers.len()
     }
 
     /// The name and the mutable value of one parameter at once (for an optimizer that keys
@@ -148,25 +305,37 @@ impl<T: Float> ParamStore<T> {
     /// assert_eq!(params.get(w)[[0]], 2.0);
     /// ```
     pub fn name_and_value_mut(&mut self, id: ParamId) -> (&str, &mut ArrayD<T>) {
-        (&self.names[id.0], Arc::make_mut(&mut self.values[id.0]))
+        self.check_param(id);
+        (
+            &self.names[id.index],
+            Arc::make_mut(&mut self.values[id.index]),
+        )
     }
 
     /// A shared handle to the value, as a tape holds it.
     pub(crate) fn shared(&self, id: ParamId) -> Arc<ArrayD<T>> {
-        Arc::clone(&self.values[id.0])
+        self.check_param(id);
+        Arc::clone(&self.values[id.index])
     }
 
     /// The parameter's dotted name.
     pub fn name(&self, id: ParamId) -> &str {
-        &self.names[id.0]
+        self.check_param(id);
+        &self.names[id.index]
     }
 
-    /// The id of the parameter called `name`.
+    /// The id of the parameter called `name` (`None` for a buffer's name).
     pub fn id(&self, name: &str) -> Option<ParamId> {
-        self.index.get(name).copied()
+        match self.index.get(name) {
+            Some(&Entry::Param(index)) => Some(ParamId {
+                index,
+                key: key_of(name),
+            }),
+            _ => None,
+        }
     }
 
-    /// Number of parameters (arrays).
+    /// Number of trainable parameters (arrays); buffers are not counted.
     pub fn len(&self) -> usize {
         self.values.len()
     }
@@ -176,34 +345,58 @@ impl<T: Float> ParamStore<T> {
         self.values.is_empty()
     }
 
-    /// Total number of scalar elements over all parameters.
+    /// Total number of scalar elements over all trainable parameters.
     pub fn num_elements(&self) -> usize {
         self.values.iter().map(|v| v.len()).sum()
     }
 
     /// All ids in insertion order.
-    pub fn ids(&self) -> impl Iterator<Item = ParamId> + use<T> {
-        (0..self.values.len()).map(ParamId)
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> + use<'_, T> {
+        self.names.iter().enumerate().map(|(index, n)| ParamId {
+            index,
+            key: key_of(n),
+        })
     }
 
-    /// `(id, name, value)` for every parameter, in insertion order.
+    /// The id of the parameter at position `index` (insertion order).
+    pub fn id_at(&self, index: usize) -> Option<ParamId> {
+        self.names.get(index).map(|n| ParamId {
+            index,
+            key: key_of(n),
+        })
+    }
+
+    /// `(id, name, value)` for every trainable parameter, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &str, &ArrayD<T>)> {
         self.names
             .iter()
             .zip(&self.values)
             .enumerate()
-            .map(|(i, (n, v))| (ParamId(i), n.as_str(), &**v))
+            .map(|(index, (n, v))| {
+                let id = ParamId {
+                    index,
+                    key: key_of(n),
+                };
+                (id, n.as_str(), &**v)
+            })
     }
 
-    /// Copies every parameter into a plain named map.
+    fn all_entries(&self) -> impl Iterator<Item = (&String, &Arc<ArrayD<T>>)> {
+        self.names
+            .iter()
+            .zip(&self.values)
+            .chain(self.buffer_names.iter().zip(&self.buffers))
+    }
+
+    /// Copies every parameter and buffer into a plain named map (PyTorch's `state_dict`).
     pub fn export(&self) -> NamedArrays<T> {
-        self.iter()
-            .map(|(_, n, v)| (n.to_owned(), v.clone()))
+        self.all_entries()
+            .map(|(n, v)| (n.clone(), (**v).clone()))
             .collect()
     }
 
-    /// Replaces every parameter with the array of the same name. Nothing is changed unless
-    /// every name and shape matches; otherwise the error lists every difference.
+    /// Replaces every parameter and buffer with the array of the same name. Nothing is
+    /// changed unless every name and shape matches; otherwise the error lists every difference.
     ///
     /// ```
     /// use gradus_autograd::ParamStore;
@@ -218,14 +411,13 @@ impl<T: Float> ParamStore<T> {
     /// ```
     pub fn import(&mut self, map: &NamedArrays<T>) -> Result<(), ImportError> {
         let mut err = ImportError::default();
-        for (i, name) in self.names.iter().enumerate() {
+        for (name, value) in self.all_entries() {
             match map.get(name) {
                 None => err.missing.push(name.clone()),
-                Some(v) if v.shape() != self.values[i].shape() => err.mismatched.push((
-                    name.clone(),
-                    self.values[i].shape().to_vec(),
-                    v.shape().to_vec(),
-                )),
+                Some(v) if v.shape() != value.shape() => {
+                    err.mismatched
+                        .push((name.clone(), value.shape().to_vec(), v.shape().to_vec()))
+                }
                 Some(_) => {}
             }
         }
@@ -237,8 +429,11 @@ impl<T: Float> ParamStore<T> {
         if !err.is_empty() {
             return Err(err);
         }
-        for (i, name) in self.names.iter().enumerate() {
-            self.values[i] = Arc::new(map[name].clone());
+        for (name, value) in self.names.iter().zip(&mut self.values) {
+            *value = Arc::new(map[name].clone());
+        }
+        for (name, value) in self.buffer_names.iter().zip(&mut self.buffers) {
+            *value = Arc::new(map[name].clone());
         }
         Ok(())
     }

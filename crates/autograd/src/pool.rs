@@ -10,15 +10,7 @@
 //! [`MAX_BYTES`] bytes (the oldest go first), and only ever takes back storage that nothing
 //! else refers to: a value still shared (a parameter, a value a caller kept) is left alone.
 //!
-//! ```
-//! use gradus_autograd::{pool, ndarray::ArrayD};
-//! pool::clear::<f32>();
-//! pool::recycle(ArrayD::<f32>::zeros(vec![64, 128]));
-//! assert_eq!(pool::held::<f32>(), (1, 64 * 128 * 4));
-//! let v: Vec<f32> = pool::take(64 * 100); // best fit: reuses that buffer
-//! assert!(v.capacity() >= 64 * 100 && v.is_empty());
-//! assert_eq!(pool::held::<f32>(), (0, 0));
-//! ```
+//! The pool is private to this crate; [`crate::memory`] is its public face.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -47,6 +39,8 @@ pub(crate) struct Pool<T: Float> {
     pub(crate) requires: Vec<bool>,
     /// The slots of the last dropped [`Gradients`](crate::Gradients).
     pub(crate) param_grads: Vec<Option<ArrayD<T>>>,
+    /// Their name keys.
+    pub(crate) param_keys: Vec<u32>,
 }
 
 impl<T: Float> Pool<T> {
@@ -59,6 +53,7 @@ impl<T: Float> Pool<T> {
             grads: Vec::new(),
             requires: Vec::new(),
             param_grads: Vec::new(),
+            param_keys: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ndarray::ArrayD;
 use smallvec::SmallVec;
 
-use crate::{Float, ParamId, ParamStore, pool};
+use crate::{BufferId, Float, ParamId, ParamStore, pool};
 
 /// The id of a value recorded on a tape (valid for that tape only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +19,9 @@ pub struct NodeId(pub(crate) usize);
 
 /// One gradient (or none) per operand, as a backward rule returns them.
 pub(crate) type Grads<T> = SmallVec<[Option<ArrayD<T>>; 3]>;
+
+/// What a [`Tape::custom_op`] backward rule returns: one gradient (or `None`) per operand.
+pub type OperandGrads<T> = Vec<Option<ArrayD<T>>>;
 
 /// A backward rule: given the gradient of the output (which the rule may take and reuse),
 /// the output's value, the operands' values and which operands need a gradient, returns one
@@ -207,6 +210,20 @@ impl<T: Float> Tape<T> {
         self.leaf("input", pool::share(value), Origin::Input)
     }
 
+    /// A buffer from the store (running statistics and the like), shared without copying; it
+    /// is a constant: no gradient flows into it.
+    pub fn buffer(&self, params: &ParamStore<T>, id: BufferId) -> Var<'_, T> {
+        let value = params.shared_buffer(id);
+        if self.detect_anomaly {
+            self.check_forward(
+                || format!("buffer {}", params.buffer_name(id)),
+                Vec::new(),
+                &value,
+            );
+        }
+        self.leaf("buffer", value, Origin::Constant)
+    }
+
     /// A parameter from the store, shared without copying; its gradient is keyed by `id`.
     pub fn param(&self, params: &ParamStore<T>, id: ParamId) -> Var<'_, T> {
         if self.detect_anomaly {
@@ -262,6 +279,51 @@ impl<T: Float> Tape<T> {
         Var { tape: self, id }
     }
 
+    /// Records an op defined outside gradus: its name, its operands, the value it computed
+    /// and its backward rule (as `torch.autograd.Function` or micrograd's `_backward`).
+    ///
+    /// The rule gets the gradient of the loss with respect to the output, the output's value
+    /// and the operands' values, and returns one gradient per operand, shaped like that
+    /// operand (`None` for an operand that takes none). It runs at most once, and only when
+    /// some operand needs a gradient. Check it with [`gradcheck`](crate::gradcheck).
+    ///
+    /// ```
+    /// use gradus_autograd::{Var, gradcheck, ndarray::arr1};
+    ///
+    /// /// softplus(x) = ln(1 + e^x); d/dx = sigmoid(x).
+    /// fn softplus<'t>(x: Var<'t, f64>) -> Var<'t, f64> {
+    ///     let value = x.value().mapv(|v| v.exp().ln_1p());
+    ///     x.tape().custom_op("softplus", &[x], value, |grad, _out, operands| {
+    ///         let sig = operands[0].mapv(|v| 1.0 / (1.0 + (-v).exp()));
+    ///         vec![Some(grad * &sig)]
+    ///     })
+    /// }
+    ///
+    /// let x = arr1(&[-1.0, 0.5, 2.0]).into_dyn();
+    /// gradcheck(|v| softplus(v[0]).sum(), &[x]).unwrap();
+    /// ```
+    pub fn custom_op<F>(
+        &self,
+        name: &'static str,
+        operands: &[Var<'_, T>],
+        value: ArrayD<T>,
+        backward: F,
+    ) -> Var<'_, T>
+    where
+        F: FnOnce(&ArrayD<T>, &ArrayD<T>, &[&ArrayD<T>]) -> OperandGrads<T> + 'static,
+    {
+        let n = operands.len();
+        self.push_op(name, operands, value, move |g, out, inputs, _| {
+            let grads = backward(g, out, inputs);
+            assert!(
+                grads.len() == n,
+                "{name}: the backward rule returned {} gradients for {n} operands",
+                grads.len()
+            );
+            grads.into_iter().collect()
+        })
+    }
+
     pub(crate) fn value_of(&self, id: NodeId) -> Arc<ArrayD<T>> {
         Arc::clone(&self.nodes.borrow()[id.0].value)
     }
@@ -282,9 +344,17 @@ impl<T: Float> Tape<T> {
             "backward: the loss must hold a single element, got shape {:?}",
             loss_value.shape()
         );
+        let (params, mut keys) = pool::with_pool::<T, _>(|p| {
+            (
+                std::mem::take(&mut p.param_grads),
+                std::mem::take(&mut p.param_keys),
+            )
+        })
+        .unwrap_or_default();
+        keys.clear();
         let mut out = Gradients {
-            params: pool::with_pool::<T, _>(|p| std::mem::take(&mut p.param_grads))
-                .unwrap_or_default(),
+            params,
+            keys,
             inputs: HashMap::new(),
         };
         if !nodes[loss.0].requires_grad {
@@ -316,10 +386,14 @@ impl<T: Float> Tape<T> {
                     out.inputs.insert(NodeId(i), g);
                 }
                 Origin::Param(pid) => {
-                    if out.params.len() <= pid.0 {
-                        out.params.resize_with(pid.0 + 1, || None);
+                    if out.params.len() <= pid.index {
+                        out.params.resize_with(pid.index + 1, || None);
                     }
-                    accumulate(&mut out.params[pid.0], g, "param");
+                    accumulate(&mut out.params[pid.index], g, "param");
+                    if out.keys.len() <= pid.index {
+                        out.keys.resize(pid.index + 1, 0);
+                    }
+                    out.keys[pid.index] = pid.key;
                 }
                 Origin::Op => {
                     let rule = node.backward.expect("op that requires grad has a rule");
@@ -464,16 +538,56 @@ where
     T: Float,
     F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
 {
+    record_with_aux(|tape| (f(tape), ()), detect_anomaly).map(|(v, g, ())| (v, g))
+}
+
+fn record_with_aux<T, A, F>(f: F, detect_anomaly: bool) -> Result<(T, Gradients<T>, A), Anomaly>
+where
+    T: Float,
+    F: for<'t> FnOnce(&'t Tape<T>) -> (Var<'t, T>, A),
+{
     let mut tape = Tape::new(true);
     tape.detect_anomaly = detect_anomaly;
-    let loss = f(&tape).id;
+    let (loss, aux) = f(&tape);
+    let loss = loss.id;
     let value = tape
         .value_of(loss)
         .iter()
         .next()
         .copied()
         .expect("loss has one element");
-    Ok((value, tape.backward(loss)?))
+    Ok((value, tape.backward(loss)?, aux))
+}
+
+/// [`value_and_grad`] for a closure that returns, beside the loss, anything computed on the
+/// way (JAX's `has_aux=True`): logits' accuracy, metrics, buffer updates. With
+/// `detect_anomaly`, it fails as [`value_and_grad_detect_anomaly`] does.
+///
+/// ```
+/// use gradus_autograd::{value_and_grad_with_aux, count_correct, ParamStore, ndarray::arr2};
+///
+/// let mut params = ParamStore::<f32>::new();
+/// let w = params.insert("w", arr2(&[[1.0, 0.0], [0.0, 1.0]]).into_dyn()).unwrap();
+/// let x = arr2(&[[2.0, 1.0], [0.0, 3.0]]).into_dyn();
+/// let labels = [0, 0];
+/// let (loss, grads, correct) = value_and_grad_with_aux(false, |tape| {
+///     let logits = tape.constant(x.clone()).matmul(tape.param(&params, w));
+///     let correct = count_correct(&logits.value(), &labels);
+///     (logits.cross_entropy_with_logits(&labels), correct)
+/// })
+/// .unwrap();
+/// assert_eq!(correct, 1);
+/// assert!(loss > 0.0 && grads.get(w).is_some());
+/// ```
+pub fn value_and_grad_with_aux<T, A, F>(
+    detect_anomaly: bool,
+    f: F,
+) -> Result<(T, Gradients<T>, A), Anomaly>
+where
+    T: Float,
+    F: for<'t> FnOnce(&'t Tape<T>) -> (Var<'t, T>, A),
+{
+    record_with_aux(f, detect_anomaly)
 }
 
 /// The gradients of one backward pass, keyed by parameter (and by the inputs that asked).
@@ -482,6 +596,8 @@ where
 #[derive(Clone, Debug, Default)]
 pub struct Gradients<T: Float = f32> {
     params: Vec<Option<ArrayD<T>>>,
+    /// The name key of each parameter with a gradient, so an id of another model is caught.
+    keys: Vec<u32>,
     inputs: HashMap<NodeId, ArrayD<T>>,
 }
 
@@ -494,27 +610,67 @@ impl<T: Float> Drop for Gradients<T> {
             pool::recycle(g);
         }
         let slots = std::mem::take(&mut self.params);
-        pool::with_pool::<T, _>(|p| p.param_grads = slots);
+        let keys = std::mem::take(&mut self.keys);
+        pool::with_pool::<T, _>(|p| {
+            p.param_grads = slots;
+            p.param_keys = keys;
+        });
     }
 }
 
 impl<T: Float> Gradients<T> {
+    fn check(&self, id: ParamId) {
+        if let Some(&k) = self.keys.get(id.index) {
+            assert!(
+                k == 0 || k == id.key,
+                "gradients: parameter #{} belongs to another model than these gradients",
+                id.index
+            );
+        }
+    }
+
     /// The gradient of a parameter, or `None` if the loss did not depend on it.
     pub fn get(&self, id: ParamId) -> Option<&ArrayD<T>> {
-        self.params.get(id.0).and_then(Option::as_ref)
+        self.check(id);
+        self.params.get(id.index).and_then(Option::as_ref)
     }
 
     /// Mutable access, for clipping and the like.
     pub fn get_mut(&mut self, id: ParamId) -> Option<&mut ArrayD<T>> {
-        self.params.get_mut(id.0).and_then(Option::as_mut)
+        self.check(id);
+        self.params.get_mut(id.index).and_then(Option::as_mut)
     }
 
     /// Sets or replaces a parameter's gradient.
     pub fn insert(&mut self, id: ParamId, grad: ArrayD<T>) {
-        if self.params.len() <= id.0 {
-            self.params.resize_with(id.0 + 1, || None);
+        self.check(id);
+        if self.params.len() <= id.index {
+            self.params.resize_with(id.index + 1, || None);
         }
-        self.params[id.0] = Some(grad);
+        if self.keys.len() <= id.index {
+            self.keys.resize(id.index + 1, 0);
+        }
+        self.params[id.index] = Some(grad);
+        self.keys[id.index] = id.key;
+    }
+
+    /// Adds `other`'s gradients into these, parameter by parameter (what summing the
+    /// gradients of several shards of a batch does).
+    pub fn accumulate(&mut self, other: &Gradients<T>) {
+        for (i, g) in other.params.iter().enumerate() {
+            let Some(g) = g else { continue };
+            if self.params.len() <= i {
+                self.params.resize_with(i + 1, || None);
+            }
+            match &mut self.params[i] {
+                Some(acc) => *acc += g,
+                slot => *slot = Some(g.clone()),
+            }
+            if self.keys.len() <= i {
+                self.keys.resize(i + 1, 0);
+            }
+            self.keys[i] = other.keys.get(i).copied().unwrap_or(0);
+        }
     }
 
     /// The gradient of a value made with [`Tape::input`].
@@ -524,18 +680,26 @@ impl<T: Float> Gradients<T> {
 
     /// `(id, gradient)` for every parameter that received one.
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &ArrayD<T>)> {
+        let keys = &self.keys;
         self.params
             .iter()
             .enumerate()
-            .filter_map(|(i, g)| g.as_ref().map(|g| (ParamId(i), g)))
+            .filter_map(move |(index, g)| {
+                let key = keys.get(index).copied().unwrap_or(0);
+                g.as_ref().map(|g| (ParamId { index, key }, g))
+            })
     }
 
     /// Mutable `(id, gradient)` pairs.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut ArrayD<T>)> {
+        let keys = &self.keys;
         self.params
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, g)| g.as_mut().map(|g| (ParamId(i), g)))
+            .filter_map(move |(index, g)| {
+                let key = keys.get(index).copied().unwrap_or(0);
+                g.as_mut().map(|g| (ParamId { index, key }, g))
+            })
     }
 
     /// Number of parameters with a gradient.

@@ -551,12 +551,14 @@ pub fn export_safetensors<T: Float>(
     } else {
         safetensors::Dtype::F64
     };
+    // Parameters and buffers, as PyTorch's state_dict holds them.
     let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = params
-        .iter()
-        .map(|(_, name, a)| {
+        .export()
+        .into_iter()
+        .map(|(name, a)| {
             let mut bytes = Vec::new();
-            encode_elements(&mut bytes, a);
-            (name.to_owned(), a.shape().to_vec(), bytes)
+            encode_elements(&mut bytes, &a);
+            (name, a.shape().to_vec(), bytes)
         })
         .collect();
     let views = buffers

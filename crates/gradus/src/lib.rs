@@ -18,7 +18,7 @@
 //! let config = TrainerConfig { epochs: 300, batch_size: BatchSize::Full, progress: Progress::Quiet, ..Default::default() };
 //! let mut trainer = Trainer::new(config, Sgd::new(0.5).momentum(0.9));
 //! trainer.fit(&model, &mut params, &data, None).unwrap();
-//! assert_eq!(trainer.evaluate(&model, &params, &data).accuracy, Some(1.0));
+//! assert_eq!(trainer.evaluate(&model, &params, &data).unwrap().accuracy, Some(1.0));
 //! ```
 
 pub mod checkpoint;
@@ -35,12 +35,19 @@ pub use checkpoint::CheckpointError;
 pub use data::mnist::Mnist;
 pub use data::{Batch, BatchSize, Dataset, Targets};
 pub use error::DataError;
-pub use gradus_autograd::{Gradients, ParamStore, Tape, Var, value_and_grad};
-pub use gradus_layers::{Mode, Module, Sequential};
+pub use gradus_autograd::{
+    BufferId, Gradients, ParamId, ParamStore, Tape, Var, gradcheck, value_and_grad,
+    value_and_grad_with_aux,
+};
+pub use gradus_layers::{ForwardCtx, Init, Linear, Module, ParamBuilder, Sequential};
+/// The rand crate gradus uses (its RNG traits), so user code never names a clashing version.
+pub use rand;
+/// The ChaCha RNG gradus seeds everything from.
+pub use rand_chacha;
 pub use trainer::{
-    CheckpointConfig, CheckpointWhen, EarlyStopping, EpochRecord, Evaluation, History, Loss,
-    Metric, NonFinite, Progress, ScheduleUnit, TrainError, Trainer, TrainerConfig, TrainingState,
-    predict,
+    BatchEnd, Callback, CheckpointConfig, CheckpointWhen, EarlyStopping, EpochRecord, Evaluation,
+    History, Loss, LossFn, Metric, NonFinite, Objective, Progress, ScheduleUnit, Task, TrainError,
+    Trainer, TrainerConfig, TrainingState, evaluate, loss_fn, predict, predict_classes,
 };
 
 /// The README's code blocks, compiled (and the runnable ones run) by `cargo test`.

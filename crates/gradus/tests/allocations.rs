@@ -8,10 +8,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use gradus::autograd::{pool, value_and_grad};
+use gradus::autograd::{memory, value_and_grad};
 use gradus::data::{Dataset, Targets};
 use gradus::layers::SequentialBuilder;
-use gradus::layers::{Mode, Module};
+use gradus::layers::{ForwardCtx, Module};
 use gradus::ndarray::ArrayD;
 use gradus::optim::{Optimizer, Sgd};
 use gradus::{Sequential, Trainer, TrainerConfig};
@@ -71,7 +71,11 @@ fn step_allocations(hidden: usize, act: Act) -> (u64, u64) {
         };
         let (loss, grads) = value_and_grad(|tape| {
             model
-                .forward(&params, tape.constant(batch.inputs), &mut Mode::Eval)
+                .forward(
+                    &params,
+                    tape.constant(batch.inputs),
+                    &mut ForwardCtx::eval(),
+                )
                 .cross_entropy_with_logits(labels)
         });
         assert!(loss.is_finite());
@@ -87,7 +91,7 @@ fn step_allocations(hidden: usize, act: Act) -> (u64, u64) {
 
 #[test]
 fn a_warm_step_allocates_the_same_few_times_at_any_depth() {
-    pool::clear::<f32>();
+    memory::empty_cache::<f32>();
     let (shallow, shallow_gemm) = step_allocations(1, |b| b.relu());
     let (deep, deep_gemm) = step_allocations(6, |b| b.relu());
     // The batch's labels, and the loss's rule with its saved labels.
@@ -110,7 +114,7 @@ fn a_warm_step_allocates_the_same_few_times_at_any_depth() {
 
 #[test]
 fn element_wise_activations_allocate_nothing_per_layer_either() {
-    pool::clear::<f32>();
+    memory::empty_cache::<f32>();
     let relu = step_allocations(1, |b| b.relu()).0;
     let activations: [(&str, Act); 3] = [
         ("sigmoid", |b| b.sigmoid()),
@@ -128,7 +132,7 @@ fn element_wise_activations_allocate_nothing_per_layer_either() {
 
 #[test]
 fn the_trainer_reuses_its_buffers_across_epochs() {
-    pool::clear::<f32>();
+    memory::empty_cache::<f32>();
     let (model, mut params) = Sequential::<f32>::new()
         .linear(20, 16)
         .relu()
@@ -151,7 +155,7 @@ fn the_trainer_reuses_its_buffers_across_epochs() {
     // Three per step (the batch's labels, the loss's rule and its saved labels) and a few
     // per epoch (the shuffled order, the history record, the progress line).
     assert!(per_step <= 6.0, "{per_step} allocations per step");
-    let (buffers, bytes) = pool::held::<f32>();
+    let (buffers, bytes) = memory::cached::<f32>();
     assert!(
         buffers > 0 && bytes < 1 << 20,
         "{buffers} buffers, {bytes} bytes"

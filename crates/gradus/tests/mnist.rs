@@ -25,7 +25,7 @@ fn an_mlp_trained_on_a_real_mnist_subset_exceeds_90_percent_and_survives_save_lo
     };
     let mut trainer = Trainer::new(config, Adam::new(2e-3));
     trainer.fit(&model, &mut params, &train, None).unwrap();
-    let eval = trainer.evaluate(&model, &params, &mnist.test);
+    let eval = trainer.evaluate(&model, &params, &mnist.test).unwrap();
     let accuracy = eval.accuracy.unwrap();
     assert!(accuracy > 0.90, "test accuracy {accuracy}");
 
@@ -40,7 +40,10 @@ fn an_mlp_trained_on_a_real_mnist_subset_exceeds_90_percent_and_survives_save_lo
         .unwrap();
     checkpoint::load_weights(&path, &mut loaded).unwrap();
     assert_eq!(
-        trainer.evaluate(&model, &loaded, &mnist.test).accuracy,
+        trainer
+            .evaluate(&model, &loaded, &mnist.test)
+            .unwrap()
+            .accuracy,
         Some(accuracy)
     );
 }

@@ -68,7 +68,7 @@ fn learns_a_synthetic_classification_problem_and_reports_history() {
     );
     assert!(last.val_accuracy.unwrap() > 0.9, "{last:?}");
     assert!(last.samples_per_sec > 0.0 && last.wall_time_secs > 0.0 && last.lr == 0.01);
-    let eval = trainer.evaluate(&model, &params, &valid);
+    let eval = trainer.evaluate(&model, &params, &valid).unwrap();
     assert_eq!(Some(eval.accuracy.unwrap()), last.val_accuracy);
     let out = trainer.predict(&model, &params, valid.inputs());
     assert_eq!(out.shape(), &[valid.len(), 3]);
@@ -85,15 +85,20 @@ fn regression_with_mse_and_a_validation_split() {
     let data = Dataset::regression(x.into_dyn(), y.into_dyn()).unwrap();
     let (model, mut params) = Sequential::<f32>::new().linear(3, 1).build(0).unwrap();
     let config = TrainerConfig {
-        loss: Loss::Mse,
         validation_split: 0.25,
         ..quiet(60)
     };
-    let mut trainer = Trainer::new(config, Sgd::new(0.1));
+    let mut trainer = Trainer::new(config, Sgd::new(0.1)).loss(Loss::Mse);
     let h = trainer.fit(&model, &mut params, &data, None).unwrap();
     let last = h.epochs.last().unwrap();
     assert!(last.val_loss.unwrap() < 1e-4, "{last:?}");
-    assert_eq!(last.train_accuracy, None);
+    // Regression reports MAE and RMSE, never an accuracy.
+    assert_eq!((last.train_accuracy, last.val_accuracy), (None, None));
+    let (mae, rmse) = (last.val_mae.unwrap(), last.val_rmse.unwrap());
+    assert!(
+        mae <= rmse && rmse * rmse <= last.val_loss.unwrap() * 1.0001,
+        "{last:?}"
+    );
     // A loss that does not fit the targets is refused up front.
     let mut wrong = Trainer::new(quiet(1), Sgd::new(0.1));
     let err = wrong.fit(&model, &mut params, &data, None).unwrap_err();
@@ -152,7 +157,7 @@ fn early_stopping_stops_after_patience_and_restores_the_best_weights() {
     assert_eq!(h.stopped_early, Some(4));
     assert_eq!(h.best_epoch, Some(1));
     // The restored weights give epoch 1's validation loss.
-    let eval = trainer.evaluate(&model, &params, &valid);
+    let eval = trainer.evaluate(&model, &params, &valid).unwrap();
     assert!(
         (eval.loss - h.epochs[0].val_loss.unwrap()).abs() < 1e-9,
         "{} vs {}",
@@ -372,7 +377,7 @@ fn one_cycle_cycles_the_momentum_and_refuses_an_optimizer_without_one() {
     let data = spiral_ish(320);
     let (model, mut params) = small_mlp();
     let config = TrainerConfig {
-        schedule: Schedule::one_cycle(0.2, 30),
+        schedule: Schedule::one_cycle(0.2, 30, true),
         ..quiet(3)
     };
     let mut trainer = Trainer::new(config.clone(), Sgd::new(0.1).momentum(0.9));

@@ -1,8 +1,8 @@
 //! The built-in layers: `Linear`, the activations, `Dropout` and `Flatten`.
 
-use gradus_autograd::{Float, ParamId, ParamStore, Var};
+use gradus_autograd::{DuplicateName, Float, ParamId, ParamStore, Var};
 
-use crate::{Init, Mode, Module};
+use crate::{ForwardCtx, Init, Module, ParamBuilder};
 
 /// A fully connected layer `y = x W^T + b`, PyTorch's layout: `weight [out, in]`, `bias [out]`.
 #[derive(Clone, Debug)]
@@ -20,13 +20,12 @@ pub struct Linear {
 /// How to build a [`Linear`]; the defaults are PyTorch's.
 ///
 /// ```
-/// use gradus_layers::{LinearConfig, Module};
-/// use gradus_autograd::ParamStore;
-/// use rand::SeedableRng;
+/// use gradus_layers::{Init, LinearConfig, ParamBuilder};
 ///
-/// let mut params = ParamStore::<f32>::new();
-/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-/// let layer = LinearConfig::new(3, 2).init(&mut params, "fc", &mut rng).unwrap();
+/// let mut b = ParamBuilder::<f32>::new(0);
+/// let config = LinearConfig { weight_init: Init::XavierUniform { gain: 1.0 }, ..LinearConfig::new(3, 2) };
+/// let layer = config.init(&mut b, "fc").unwrap();
+/// let params = b.finish();
 /// assert_eq!(params.get(layer.weight).shape(), &[2, 3]);
 /// assert_eq!(params.name(layer.bias.unwrap()), "fc.bias");
 /// ```
@@ -59,24 +58,21 @@ impl LinearConfig {
     /// Registers the parameters as `{prefix}.weight` and `{prefix}.bias`.
     pub fn init<T: Float>(
         &self,
-        params: &mut ParamStore<T>,
+        b: &mut ParamBuilder<T>,
         prefix: &str,
-        rng: &mut dyn rand::RngCore,
-    ) -> Result<Linear, gradus_autograd::DuplicateName> {
-        let w = self
-            .weight_init
-            .array::<T>(&[self.out_features, self.in_features], rng);
-        let weight = params.insert(format!("{prefix}.weight"), w)?;
+    ) -> Result<Linear, DuplicateName> {
+        let weight = b.param(
+            format!("{prefix}.weight"),
+            &[self.out_features, self.in_features],
+            self.weight_init,
+        )?;
         let bias = if self.bias {
             let bound = 1.0 / (self.in_features.max(1) as f64).sqrt();
             let init = self.bias_init.unwrap_or(Init::Uniform {
                 low: -bound,
                 high: bound,
             });
-            Some(params.insert(
-                format!("{prefix}.bias"),
-                init.array::<T>(&[self.out_features], rng),
-            )?)
+            Some(b.param(format!("{prefix}.bias"), &[self.out_features], init)?)
         } else {
             None
         };
@@ -90,17 +86,15 @@ impl LinearConfig {
 }
 
 impl<T: Float> Module<T> for Linear {
-    fn forward<'t>(&self, params: &ParamStore<T>, x: Var<'t, T>, _: &mut Mode<'_>) -> Var<'t, T> {
+    fn forward<'t>(
+        &self,
+        params: &ParamStore<T>,
+        x: Var<'t, T>,
+        _: &mut ForwardCtx<'_, T>,
+    ) -> Var<'t, T> {
         let tape = x.tape();
         let bias = self.bias.map(|b| tape.param(params, b));
         x.linear(tape.param(params, self.weight), bias)
-    }
-
-    fn visit_params(&self, f: &mut dyn FnMut(ParamId)) {
-        f(self.weight);
-        if let Some(b) = self.bias {
-            f(b);
-        }
     }
 
     fn describe(&self) -> String {
@@ -132,7 +126,12 @@ pub enum Activation {
 }
 
 impl<T: Float> Module<T> for Activation {
-    fn forward<'t>(&self, _: &ParamStore<T>, x: Var<'t, T>, _: &mut Mode<'_>) -> Var<'t, T> {
+    fn forward<'t>(
+        &self,
+        _: &ParamStore<T>,
+        x: Var<'t, T>,
+        _: &mut ForwardCtx<'_, T>,
+    ) -> Var<'t, T> {
         match *self {
             Activation::Relu => x.relu(),
             Activation::LeakyRelu(s) => x.leaky_relu(T::of(s)),
@@ -143,8 +142,6 @@ impl<T: Float> Module<T> for Activation {
             Activation::LogSoftmax(axis) => x.log_softmax(axis),
         }
     }
-
-    fn visit_params(&self, _: &mut dyn FnMut(ParamId)) {}
 
     fn describe(&self) -> String {
         format!("{self:?}")
@@ -157,14 +154,17 @@ impl<T: Float> Module<T> for Activation {
 pub struct Dropout(pub f64);
 
 impl<T: Float> Module<T> for Dropout {
-    fn forward<'t>(&self, _: &ParamStore<T>, x: Var<'t, T>, mode: &mut Mode<'_>) -> Var<'t, T> {
-        match mode {
-            Mode::Train(rng) if self.0 > 0.0 => x.dropout(self.0, &mut **rng),
+    fn forward<'t>(
+        &self,
+        _: &ParamStore<T>,
+        x: Var<'t, T>,
+        ctx: &mut ForwardCtx<'_, T>,
+    ) -> Var<'t, T> {
+        match ctx.rng() {
+            Some(rng) if self.0 > 0.0 => x.dropout(self.0, rng),
             _ => x,
         }
     }
-
-    fn visit_params(&self, _: &mut dyn FnMut(ParamId)) {}
 
     fn describe(&self) -> String {
         format!("Dropout({})", self.0)
@@ -176,7 +176,12 @@ impl<T: Float> Module<T> for Dropout {
 pub struct Flatten;
 
 impl<T: Float> Module<T> for Flatten {
-    fn forward<'t>(&self, _: &ParamStore<T>, x: Var<'t, T>, _: &mut Mode<'_>) -> Var<'t, T> {
+    fn forward<'t>(
+        &self,
+        _: &ParamStore<T>,
+        x: Var<'t, T>,
+        _: &mut ForwardCtx<'_, T>,
+    ) -> Var<'t, T> {
         let shape = x.shape();
         if shape.len() == 2 {
             return x;
@@ -184,8 +189,6 @@ impl<T: Float> Module<T> for Flatten {
         let n = shape.first().copied().unwrap_or(1);
         x.reshape(&[n, shape.iter().skip(1).product()])
     }
-
-    fn visit_params(&self, _: &mut dyn FnMut(ParamId)) {}
 
     fn describe(&self) -> String {
         "Flatten".into()

@@ -1,60 +1,181 @@
-//! The `Module` trait and the train/eval mode, passed explicitly (no global flag).
+//! The `Module` trait and the forward context: training or evaluation, the RNG dropout draws
+//! from, and the buffer updates a training forward makes (passed explicitly, no global flag).
 
 use gradus_autograd::ndarray::ArrayD;
-use gradus_autograd::{Float, ParamId, ParamStore, Tape, Var};
-use rand::RngCore;
+use gradus_autograd::{BufferId, Float, ParamStore, Tape, Var};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
-/// Training or evaluation, passed to every forward call. Training carries the RNG that
-/// dropout draws its masks from.
-pub enum Mode<'a> {
-    /// Training: dropout is active and draws from this RNG.
-    Train(&'a mut dyn RngCore),
-    /// Evaluation: dropout is the identity.
-    Eval,
+enum Rng<'a> {
+    None,
+    Borrowed(&'a mut dyn RngCore),
+    Owned(Box<ChaCha8Rng>),
 }
 
-impl std::fmt::Debug for Mode<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_train() { "Train" } else { "Eval" })
-    }
-}
-
-impl Mode<'_> {
-    /// True in training mode.
-    pub fn is_train(&self) -> bool {
-        matches!(self, Mode::Train(_))
-    }
-}
-
-/// A piece of a network: a forward function over parameters held in a [`ParamStore`].
+/// What a forward pass may depend on and change besides its input: whether it trains, the RNG
+/// that dropout draws its masks from, and new values for buffers (BatchNorm's running
+/// statistics), which are collected here and written to the store by [`BufferUpdates::apply`]
+/// once the pass is done. Evaluation has no RNG and cannot update buffers.
 ///
 /// ```
-/// use gradus_layers::{Module, Mode, Sequential};
-/// use gradus_autograd::ndarray::ArrayD;
+/// use gradus_layers::{ForwardCtx, Module, Sequential};
+/// use gradus_autograd::{Tape, ndarray::ArrayD};
 ///
-/// let (model, params) = Sequential::<f32>::new().linear(4, 3).relu().linear(3, 2).build(0).unwrap();
-/// let y = model.predict(&params, ArrayD::zeros(vec![5, 4]));
-/// assert_eq!(y.shape(), &[5, 2]);
-/// let mut names = Vec::new();
-/// model.visit_params(&mut |id| names.push(params.name(id).to_string()));
-/// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+/// let (model, params) = Sequential::<f32>::new().linear(4, 4).dropout(0.5).build(0).unwrap();
+/// let tape = Tape::no_grad();
+/// let x = tape.constant(ArrayD::ones(vec![2, 4]));
+/// let train = model.forward(&params, x, &mut ForwardCtx::train_seeded(1));
+/// let eval = model.forward(&params, x, &mut ForwardCtx::eval());
+/// assert_ne!(*train.value(), *eval.value()); // dropout is active only in training
+/// ```
+pub struct ForwardCtx<'a, T: Float = f32> {
+    training: bool,
+    rng: Rng<'a>,
+    updates: BufferUpdates<T>,
+}
+
+impl<T: Float> std::fmt::Debug for ForwardCtx<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardCtx")
+            .field("training", &self.training)
+            .field("buffer_updates", &self.updates.len())
+            .finish()
+    }
+}
+
+impl<'a, T: Float> ForwardCtx<'a, T> {
+    /// Evaluation: dropout is the identity, normalisation uses running statistics, and
+    /// nothing is updated.
+    pub fn eval() -> Self {
+        Self {
+            training: false,
+            rng: Rng::None,
+            updates: BufferUpdates::default(),
+        }
+    }
+
+    /// Training, drawing dropout masks from `rng`.
+    pub fn train(rng: &'a mut dyn RngCore) -> Self {
+        Self {
+            training: true,
+            rng: Rng::Borrowed(rng),
+            updates: BufferUpdates::default(),
+        }
+    }
+
+    /// Training with its own ChaCha8 RNG seeded with `seed`, for code that has no RNG.
+    pub fn train_seeded(seed: u64) -> Self {
+        Self {
+            training: true,
+            rng: Rng::Owned(Box::new(ChaCha8Rng::seed_from_u64(seed))),
+            updates: BufferUpdates::default(),
+        }
+    }
+
+    /// True in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// The training RNG; `None` in evaluation.
+    pub fn rng(&mut self) -> Option<&mut dyn RngCore> {
+        match &mut self.rng {
+            Rng::None => None,
+            Rng::Borrowed(r) => Some(&mut **r),
+            Rng::Owned(r) => Some(&mut **r),
+        }
+    }
+
+    /// Records a new value for a buffer, written to the store when the pass is done.
+    /// Panics in evaluation, which must not change state.
+    pub fn update_buffer(&mut self, id: BufferId, value: ArrayD<T>) {
+        assert!(
+            self.training,
+            "update_buffer: an evaluation forward pass cannot update buffers"
+        );
+        self.updates.0.push((id, value));
+    }
+
+    /// Takes the buffer updates recorded so far, to [`apply`](BufferUpdates::apply) them.
+    pub fn take_updates(&mut self) -> BufferUpdates<T> {
+        std::mem::take(&mut self.updates)
+    }
+}
+
+/// New buffer values from a training forward pass, in the order they were made.
+#[derive(Clone, Debug, Default)]
+pub struct BufferUpdates<T: Float = f32>(Vec<(BufferId, ArrayD<T>)>);
+
+impl<T: Float> BufferUpdates<T> {
+    /// Writes every update to the store (a later update of the same buffer wins).
+    pub fn apply(self, params: &mut ParamStore<T>) {
+        for (id, value) in self.0 {
+            params.set_buffer(id, value);
+        }
+    }
+
+    /// Number of updates.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the pass updated nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The updates, as `(buffer, new value)`.
+    pub fn iter(&self) -> impl Iterator<Item = &(BufferId, ArrayD<T>)> {
+        self.0.iter()
+    }
+}
+
+/// A piece of a network: one forward function over parameters and buffers held in a
+/// [`ParamStore`]. A custom model is a struct of layers with this one method; its parameters
+/// are whatever its layers registered in the store (see [`ParamBuilder`](crate::ParamBuilder)).
+///
+/// ```
+/// use gradus_layers::{ForwardCtx, Linear, Module, ParamBuilder};
+/// use gradus_autograd::{ParamStore, Var, ndarray::ArrayD};
+///
+/// /// y = fc2(relu(fc1(x))) + x
+/// struct Residual { fc1: Linear, fc2: Linear }
+///
+/// impl Module<f32> for Residual {
+///     fn forward<'t>(&self, p: &ParamStore<f32>, x: Var<'t, f32>, ctx: &mut ForwardCtx<'_, f32>) -> Var<'t, f32> {
+///         let h = self.fc1.forward(p, x, ctx).relu();
+///         self.fc2.forward(p, h, ctx) + x
+///     }
+/// }
+///
+/// let mut b = ParamBuilder::<f32>::new(0);
+/// let model = Residual { fc1: b.linear("fc1", 4, 8)?, fc2: b.linear("fc2", 8, 4)? };
+/// let params = b.finish();
+/// assert_eq!(model.predict(&params, ArrayD::zeros(vec![3, 4])).shape(), &[3, 4]);
+/// assert_eq!(params.len(), 4); // fc1.weight, fc1.bias, fc2.weight, fc2.bias
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Module<T: Float> {
     /// Applies the module to `x`, recording on `x`'s tape.
-    fn forward<'t>(&self, params: &ParamStore<T>, x: Var<'t, T>, mode: &mut Mode<'_>)
-    -> Var<'t, T>;
+    fn forward<'t>(
+        &self,
+        params: &ParamStore<T>,
+        x: Var<'t, T>,
+        ctx: &mut ForwardCtx<'_, T>,
+    ) -> Var<'t, T>;
 
-    /// Calls `f` with the id of every parameter the module uses, in order.
-    fn visit_params(&self, f: &mut dyn FnMut(ParamId));
-
-    /// A short description, e.g. `Linear(784 -> 128)`.
-    fn describe(&self) -> String;
+    /// A short description, e.g. `Linear(784 -> 128)`; by default the type's name.
+    fn describe(&self) -> String {
+        let name = std::any::type_name::<Self>();
+        let base = name.split('<').next().unwrap_or(name);
+        base.rsplit("::").next().unwrap_or(base).to_string()
+    }
 
     /// Evaluates on a batch without recording a backward graph.
     fn predict(&self, params: &ParamStore<T>, x: ArrayD<T>) -> ArrayD<T> {
         let tape = Tape::no_grad();
         let y = self
-            .forward(params, tape.constant(x), &mut Mode::Eval)
+            .forward(params, tape.constant(x), &mut ForwardCtx::eval())
             .value();
         std::sync::Arc::try_unwrap(y).unwrap_or_else(|shared| (*shared).clone())
     }

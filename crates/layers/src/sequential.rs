@@ -1,11 +1,9 @@
 //! `Sequential` and the builder that reads like the network it makes, checking at build time
 //! that layer sizes chain.
 
-use gradus_autograd::{DuplicateName, Float, ParamId, ParamStore, Var};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use gradus_autograd::{DuplicateName, Float, ParamStore, Var};
 
-use crate::{Activation, Dropout, Flatten, LinearConfig, Mode, Module};
+use crate::{Activation, Dropout, Flatten, ForwardCtx, LinearConfig, Module, ParamBuilder};
 
 /// Why a network could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -134,13 +132,19 @@ impl<T: Float> Sequential<T> {
         self.layers.is_empty()
     }
 
-    /// One line per layer with its parameter count, and the total.
+    /// One line per layer with its parameter count (the parameters named `{index}.*`, or
+    /// `{prefix}.{index}.*` for a network built under a prefix), and the total.
     pub fn summary(&self, params: &ParamStore<T>) -> String {
         let mut out = String::new();
         let mut total = 0;
         for (i, layer) in self.layers.iter().enumerate() {
-            let mut n = 0;
-            layer.visit_params(&mut |id| n += params.get(id).len());
+            let own = format!("{i}.");
+            let nested = format!(".{i}.");
+            let n: usize = params
+                .iter()
+                .filter(|(_, name, _)| name.starts_with(&own) || name.contains(&nested))
+                .map(|(_, _, v)| v.len())
+                .sum();
             total += n;
             out.push_str(&format!(
                 "{i:>3}  {:<28} {n:>10} parameters\n",
@@ -157,17 +161,11 @@ impl<T: Float> Module<T> for Sequential<T> {
         &self,
         params: &ParamStore<T>,
         x: Var<'t, T>,
-        mode: &mut Mode<'_>,
+        ctx: &mut ForwardCtx<'_, T>,
     ) -> Var<'t, T> {
         self.layers
             .iter()
-            .fold(x, |x, layer| layer.forward(params, x, mode))
-    }
-
-    fn visit_params(&self, f: &mut dyn FnMut(ParamId)) {
-        for layer in &self.layers {
-            layer.visit_params(f);
-        }
+            .fold(x, |x, layer| layer.forward(params, x, ctx))
     }
 
     fn describe(&self) -> String {
@@ -239,19 +237,29 @@ impl<T: Float> SequentialBuilder<T> {
 
     /// Checks the layers and initialises the parameters from a ChaCha8 RNG seeded with `seed`.
     pub fn build(self, seed: u64) -> Result<(Sequential<T>, ParamStore<T>), LayerError> {
-        let mut params = ParamStore::new();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let model = self.build_into(&mut params, "", &mut rng)?;
-        Ok((model, params))
+        let mut b = ParamBuilder::new(seed);
+        let model = self.build_into(&mut b, "")?;
+        Ok((model, b.finish()))
     }
 
-    /// Checks the layers and registers their parameters in `params` under `prefix`
-    /// (`"{prefix}.{index}.weight"`, or `"{index}.weight"` with an empty prefix).
+    /// Checks the layers and registers their parameters with `b` under `prefix`
+    /// (`"{prefix}.{index}.weight"`, or `"{index}.weight"` with an empty prefix): a
+    /// `Sequential` as one part of a custom model.
+    ///
+    /// ```
+    /// use gradus_layers::{ParamBuilder, Sequential};
+    /// let mut b = ParamBuilder::<f32>::new(0);
+    /// let body = Sequential::new().linear(4, 8).relu().build_into(&mut b, "body").unwrap();
+    /// let head = b.linear("head", 8, 2).unwrap();
+    /// let params = b.finish();
+    /// assert_eq!(params.name(head.weight), "head.weight");
+    /// assert!(params.id("body.0.weight").is_some());
+    /// # let _ = body;
+    /// ```
     pub fn build_into(
         self,
-        params: &mut ParamStore<T>,
+        b: &mut ParamBuilder<T>,
         prefix: &str,
-        rng: &mut dyn rand::RngCore,
     ) -> Result<Sequential<T>, LayerError> {
         self.check()?;
         let mut layers: Vec<Box<dyn Module<T> + Send + Sync>> = Vec::new();
@@ -262,7 +270,7 @@ impl<T: Float> SequentialBuilder<T> {
                 format!("{prefix}.{i}")
             };
             match spec {
-                Spec::Linear(c) => layers.push(Box::new(c.init(params, &name, rng)?)),
+                Spec::Linear(c) => layers.push(Box::new(c.init(b, &name)?)),
                 Spec::Activation(a) => layers.push(Box::new(a)),
                 Spec::Dropout(p) => layers.push(Box::new(Dropout(p))),
                 Spec::Flatten => layers.push(Box::new(Flatten)),

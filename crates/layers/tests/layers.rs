@@ -2,7 +2,9 @@
 
 use gradus_autograd::ndarray::{ArrayD, IxDyn};
 use gradus_autograd::{ParamStore, gradcheck_params};
-use gradus_layers::{Activation, Dropout, LinearConfig, Mode, Module, Sequential};
+use gradus_layers::{
+    Activation, Dropout, ForwardCtx, LinearConfig, Module, ParamBuilder, Sequential,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -18,17 +20,17 @@ fn batch(shape: &[usize], seed: u64) -> ArrayD<f64> {
 #[test]
 fn gradcheck_through_linear_with_and_without_bias() {
     for bias in [true, false] {
-        let mut params = ParamStore::<f64>::new();
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut b = ParamBuilder::<f64>::new(0);
         let config = LinearConfig {
             bias,
             ..LinearConfig::new(3, 4)
         };
-        let layer = config.init(&mut params, "fc", &mut rng).unwrap();
+        let layer = config.init(&mut b, "fc").unwrap();
+        let params = b.finish();
         let x = batch(&[5, 3], 1);
         gradcheck_params(&params, |tape, p| {
             layer
-                .forward(p, tape.constant(x.clone()), &mut Mode::Eval)
+                .forward(p, tape.constant(x.clone()), &mut ForwardCtx::eval())
                 .tanh()
                 .sum()
         })
@@ -54,7 +56,7 @@ fn gradcheck_through_a_sequential_mlp_with_every_activation() {
     let labels = [0, 2, 1, 1, 0, 2, 2];
     gradcheck_params(&params, |tape, p| {
         model
-            .forward(p, tape.constant(x.clone()), &mut Mode::Eval)
+            .forward(p, tape.constant(x.clone()), &mut ForwardCtx::eval())
             .cross_entropy_with_logits(&labels)
     })
     .unwrap();
@@ -69,7 +71,11 @@ fn gradcheck_through_a_sequential_mlp_with_every_activation() {
     gradcheck_params(&params, |tape, p| {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         model
-            .forward(p, tape.constant(x.clone()), &mut Mode::Train(&mut rng))
+            .forward(
+                p,
+                tape.constant(x.clone()),
+                &mut ForwardCtx::train(&mut rng),
+            )
             .log_softmax(1)
             .mean()
     })
@@ -86,14 +92,14 @@ fn dropout_scales_in_training_and_is_the_identity_in_eval() {
         .forward(
             &params,
             tape.constant(x.clone()),
-            &mut Mode::Train(&mut rng),
+            &mut ForwardCtx::train(&mut rng),
         )
         .value();
     let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / y.len() as f64;
     assert!((kept - 0.6).abs() < 0.01, "kept {kept}");
     assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.6).abs() < 1e-6));
     let z = Dropout(0.4)
-        .forward(&params, tape.constant(x.clone()), &mut Mode::Eval)
+        .forward(&params, tape.constant(x.clone()), &mut ForwardCtx::eval())
         .value();
     assert_eq!(*z, x);
 }
@@ -238,7 +244,7 @@ fn softmax_layers_and_summary() {
         &Activation::LogSoftmax(1),
         &params,
         gradus_autograd::Tape::no_grad().constant(ArrayD::zeros(IxDyn(&[1, 4]))),
-        &mut Mode::Eval,
+        &mut ForwardCtx::eval(),
     )
     .value()[[0, 0]];
     assert!((lsm + 4f32.ln()).abs() < 1e-6);

@@ -55,6 +55,42 @@ impl<T: Float> Adagrad<T> {
             state: BTreeMap::new(),
         }
     }
+
+    /// Learning-rate decay: step `t` uses `lr / (1 + (t - 1) * lr_decay)`.
+    ///
+    /// ```
+    /// use gradus_optim::Adagrad;
+    /// let opt = Adagrad::<f32>::new(0.1).lr_decay(1e-3).initial_accumulator_value(0.1).weight_decay(1e-4);
+    /// assert_eq!((opt.lr_decay, opt.initial_accumulator_value, opt.weight_decay), (1e-3, 0.1, 1e-4));
+    /// ```
+    pub fn lr_decay(mut self, lr_decay: f64) -> Self {
+        self.lr_decay = lr_decay;
+        self
+    }
+
+    /// The starting value of the sum of squared gradients.
+    pub fn initial_accumulator_value(mut self, value: f64) -> Self {
+        self.initial_accumulator_value = value;
+        self
+    }
+
+    /// L2 weight decay (PyTorch's `weight_decay`: `d = g + wd * p`).
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Sets eps, added to the denominator.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// The missing-gradient policy.
+    pub fn missing_grad(mut self, policy: MissingGrad) -> Self {
+        self.missing_grad = policy;
+        self
+    }
 }
 
 impl<T: Float> Optimizer<T> for Adagrad<T> {

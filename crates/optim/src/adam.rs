@@ -90,9 +90,31 @@ impl<T: Float> Adam<T> {
         self
     }
 
-    /// Sets the weight decay.
-    pub fn weight_decay(mut self, weight_decay: WeightDecay) -> Self {
+    /// Sets the weight decay coefficient, keeping its kind, as PyTorch's `weight_decay`:
+    /// coupled L2 for Adam ([`Adam::new`]), decoupled for AdamW ([`Adam::adamw`]).
+    ///
+    /// ```
+    /// use gradus_optim::{Adam, WeightDecay};
+    /// assert_eq!(Adam::<f32>::new(1e-3).weight_decay(1e-4).weight_decay, WeightDecay::L2(1e-4));
+    /// assert_eq!(Adam::<f32>::adamw(1e-3).weight_decay(0.1).weight_decay, WeightDecay::Decoupled(0.1));
+    /// ```
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = match self.weight_decay {
+            WeightDecay::L2(_) => WeightDecay::L2(weight_decay),
+            WeightDecay::Decoupled(_) => WeightDecay::Decoupled(weight_decay),
+        };
+        self
+    }
+
+    /// Sets the weight decay's kind and coefficient.
+    pub fn weight_decay_mode(mut self, weight_decay: WeightDecay) -> Self {
         self.weight_decay = weight_decay;
+        self
+    }
+
+    /// The missing-gradient policy.
+    pub fn missing_grad(mut self, policy: MissingGrad) -> Self {
+        self.missing_grad = policy;
         self
     }
 

@@ -84,14 +84,24 @@ pub enum ParamState<T: Float> {
         /// `max_exp_avg_sq` (amsgrad only).
         max_exp_avg_sq: Option<ArrayD<T>>,
     },
+    /// The state of an optimizer defined outside this crate, as PyTorch's per-parameter
+    /// state dict: a step count and named tensors. Saved in checkpoints like the others.
+    Named {
+        /// Steps taken.
+        step: u64,
+        /// Named tensors (`"velocity"`, `"square_avg"`, ...).
+        tensors: BTreeMap<String, ArrayD<T>>,
+    },
 }
 
 /// A serialisable snapshot of an optimizer: its kind, current learning rate and the state
-/// of every parameter by name. Restoring it makes a resumed run continue exactly.
+/// of every parameter by name. Restoring it makes a resumed run continue exactly. An
+/// optimizer written outside gradus keeps its state as [`ParamState::Named`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct OptimizerState<T: Float> {
-    /// `"Sgd"`, `"Adagrad"`, `"RmsProp"`, `"Adam"` or `"AdamW"`.
+    /// The optimizer's [`name`](Optimizer::name): `"Sgd"`, `"Adagrad"`, `"RmsProp"`, `"Adam"`,
+    /// `"AdamW"`, or a custom optimizer's.
     pub optimizer: String,
     /// The learning rate at the time of the snapshot.
     pub lr: f64,
@@ -141,11 +151,59 @@ pub trait Optimizer<T: Float> {
     fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError>;
 }
 
+impl<T: Float, O: Optimizer<T> + ?Sized> Optimizer<T> for Box<O> {
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError> {
+        (**self).step(params, grads)
+    }
+    fn lr(&self) -> f64 {
+        (**self).lr()
+    }
+    fn set_lr(&mut self, lr: f64) {
+        (**self).set_lr(lr)
+    }
+    fn set_momentum(&mut self, momentum: f64) -> bool {
+        (**self).set_momentum(momentum)
+    }
+    fn momentum(&self) -> Option<f64> {
+        (**self).momentum()
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn state(&self) -> OptimizerState<T> {
+        (**self).state()
+    }
+    fn load_state(&mut self, state: OptimizerState<T>) -> Result<(), OptimError> {
+        (**self).load_state(state)
+    }
+}
+
 /// Checks every gradient first (so a refused step changes nothing), then calls `update`
 /// with each parameter's elements, its gradient's elements (both in row-major order, as
 /// plain slices so the update loops compile to vector code), the parameter's shape and its
 /// state slot.
-pub(crate) fn for_each_param<T: Float>(
+///
+/// Public so that an optimizer written outside this crate gets the same checks (a refused
+/// step changes nothing; buffers are never visited, as they are not parameters).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use gradus_autograd::{value_and_grad, ParamStore, ndarray::arr1};
+/// use gradus_optim::{for_each_param, MissingGrad, ParamState};
+///
+/// let mut params = ParamStore::<f64>::new();
+/// let w = params.insert("w", arr1(&[1.0, -2.0]).into_dyn()).unwrap();
+/// let (_, grads) = value_and_grad(|tape| tape.param(&params, w).square().sum());
+/// let mut state = BTreeMap::new();
+/// // Sign descent: p -= 0.5 * sign(g), counting steps in a Named state.
+/// for_each_param(&mut params, &grads, MissingGrad::Error, &mut state, |p, g, _, slot| {
+///     for (p, g) in p.iter_mut().zip(g) { *p -= 0.5 * g.signum(); }
+///     let steps = match slot { Some(ParamState::Named { step, .. }) => *step + 1, _ => 1 };
+///     *slot = Some(ParamState::Named { step: steps, tensors: BTreeMap::new() });
+/// }).unwrap();
+/// assert_eq!(params.get(w).as_slice().unwrap(), &[0.5, -1.5]);
+/// ```
+pub fn for_each_param<T: Float>(
     params: &mut ParamStore<T>,
     grads: &Gradients<T>,
     policy: MissingGrad,
@@ -170,7 +228,8 @@ pub(crate) fn for_each_param<T: Float>(
         return Err(OptimError::MissingGradient { names: missing });
     }
     // No allocation per parameter: the state is updated where it lies in the map.
-    for id in params.ids() {
+    for index in 0..params.len() {
+        let id = params.id_at(index).expect("index within the store");
         let Some(g) = grads.get(id) else { continue };
         let g = g.as_standard_layout();
         let g = g.as_slice().expect("standard layout");
@@ -213,8 +272,8 @@ pub(crate) fn array<T: Float>(shape: &[usize], data: Vec<T>) -> ArrayD<T> {
 }
 
 /// Checks that a snapshot is of the expected optimizer and that every entry has the
-/// expected variant.
-pub(crate) fn check_state<T: Float>(
+/// expected variant (for an optimizer's [`Optimizer::load_state`]).
+pub fn check_state<T: Float>(
     expected: &str,
     state: &OptimizerState<T>,
     fits: impl Fn(&ParamState<T>) -> bool,

@@ -33,7 +33,9 @@ mod sgd;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, WeightDecay};
 pub use clip::{GradClip, NonFiniteNorm, clip_grad_norm, clip_grad_value, grad_norm};
-pub use core::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
+pub use core::{
+    MissingGrad, OptimError, Optimizer, OptimizerState, ParamState, check_state, for_each_param,
+};
 pub use rmsprop::RmsProp;
 pub use schedule::{Anneal, MomentumCycle, Schedule};
 pub use sgd::{Momentum, Sgd};

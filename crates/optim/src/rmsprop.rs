@@ -59,6 +59,48 @@ impl<T: Float> RmsProp<T> {
             state: BTreeMap::new(),
         }
     }
+
+    /// The smoothing constant of the squared-gradient average.
+    ///
+    /// ```
+    /// use gradus_optim::RmsProp;
+    /// let opt = RmsProp::<f32>::new(1e-3).alpha(0.9).momentum(0.9).centered(true).eps(1e-6);
+    /// assert_eq!((opt.alpha, opt.momentum, opt.centered, opt.eps), (0.9, 0.9, true, 1e-6));
+    /// ```
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Momentum (0 for none).
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Normalise by the centered second moment (an estimate of the variance).
+    pub fn centered(mut self, centered: bool) -> Self {
+        self.centered = centered;
+        self
+    }
+
+    /// L2 weight decay (PyTorch's `weight_decay`: `d = g + wd * p`).
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Sets eps, added to the denominator.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// The missing-gradient policy.
+    pub fn missing_grad(mut self, policy: MissingGrad) -> Self {
+        self.missing_grad = policy;
+        self
+    }
 }
 
 impl<T: Float> Optimizer<T> for RmsProp<T> {

@@ -112,17 +112,19 @@ impl Schedule {
         }
     }
 
-    /// OneCycle with PyTorch's defaults (pct_start 0.3, cosine, div 25, final div 1e4,
-    /// momentum cycled between 0.95 and 0.85).
+    /// OneCycle with PyTorch's defaults (pct_start 0.3, cosine, div 25, final div 1e4) and
+    /// PyTorch's `cycle_momentum`: when true, the momentum (or Adam's beta1) cycles between
+    /// 0.95 and 0.85, which needs an optimizer that has one (not Adagrad).
     ///
     /// ```
     /// use gradus_optim::Schedule;
-    /// let s = Schedule::one_cycle(0.1, 100);
+    /// let s = Schedule::one_cycle(0.1, 100, true);
     /// assert_eq!(s.momentum_at(0), Some(0.95));
     /// assert!((s.momentum_at(29).unwrap() - 0.85).abs() < 1e-12); // the learning rate's peak
+    /// assert_eq!(Schedule::one_cycle(0.1, 100, false).momentum_at(0), None);
     /// assert_eq!(Schedule::Constant.momentum_at(5), None);
     /// ```
-    pub fn one_cycle(max_lr: f64, total_steps: u64) -> Self {
+    pub fn one_cycle(max_lr: f64, total_steps: u64, cycle_momentum: bool) -> Self {
         Schedule::OneCycle {
             max_lr,
             total_steps,
@@ -130,7 +132,7 @@ impl Schedule {
             anneal: Anneal::Cos,
             div_factor: 25.0,
             final_div_factor: 1e4,
-            momentum: Some(MomentumCycle::default()),
+            momentum: cycle_momentum.then(MomentumCycle::default),
         }
     }
 

@@ -74,11 +74,43 @@ impl<T: Float> Sgd<T> {
         }
     }
 
-    /// Classic momentum without dampening.
+    /// Classic momentum (keeping a dampening set before).
     pub fn momentum(mut self, momentum: f64) -> Self {
+        let dampening = match self.momentum {
+            Momentum::Classic { dampening, .. } => dampening,
+            _ => 0.0,
+        };
         self.momentum = Momentum::Classic {
             momentum,
-            dampening: 0.0,
+            dampening,
+        };
+        self
+    }
+
+    /// Dampening of classic momentum (PyTorch's `dampening`): the buffer is
+    /// `momentum * buf + (1 - dampening) * g`. Without momentum it has no effect, as in
+    /// PyTorch. Panics with Nesterov momentum, which PyTorch also refuses with dampening.
+    ///
+    /// ```
+    /// use gradus_optim::{Momentum, Sgd};
+    /// let opt = Sgd::<f32>::new(0.1).momentum(0.9).dampening(0.1);
+    /// assert_eq!(opt.momentum, Momentum::Classic { momentum: 0.9, dampening: 0.1 });
+    /// assert_eq!(Sgd::<f32>::new(0.1).dampening(0.1).momentum(0.9).momentum, opt.momentum);
+    /// ```
+    pub fn dampening(mut self, dampening: f64) -> Self {
+        self.momentum = match self.momentum {
+            Momentum::Nesterov { .. } if dampening != 0.0 => {
+                panic!("Sgd::dampening: Nesterov momentum requires zero dampening")
+            }
+            Momentum::Nesterov { momentum } => Momentum::Nesterov { momentum },
+            Momentum::Classic { momentum, .. } => Momentum::Classic {
+                momentum,
+                dampening,
+            },
+            Momentum::None => Momentum::Classic {
+                momentum: 0.0,
+                dampening,
+            },
         };
         self
     }
@@ -116,7 +148,8 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         let lr = T::of(self.lr);
         let wd = T::of(self.weight_decay);
         let (mu, damp, nesterov) = match self.momentum {
-            Momentum::None => (None, T::zero(), false),
+            // Momentum 0 is plain SGD, whatever the dampening (PyTorch's `momentum != 0` test).
+            Momentum::None | Momentum::Classic { momentum: 0.0, .. } => (None, T::zero(), false),
             Momentum::Classic {
                 momentum,
                 dampening,

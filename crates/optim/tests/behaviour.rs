@@ -140,3 +140,53 @@ fn state_of_another_optimizer_is_refused() {
     let err = Sgd::new(0.1).step(&mut params, &bad).unwrap_err();
     assert!(matches!(err, OptimError::ShapeMismatch { .. }), "{err}");
 }
+
+#[test]
+fn buffers_are_invisible_to_every_optimizer_and_to_clipping() {
+    use gradus_optim::{Adagrad, Adam, GradClip, Optimizer, RmsProp, Sgd};
+    let mut params = ParamStore::<f64>::new();
+    let w = params
+        .insert("w", gradus_autograd::ndarray::arr1(&[1.0, -2.0]).into_dyn())
+        .unwrap();
+    let running = params
+        .insert_buffer(
+            "running_mean",
+            gradus_autograd::ndarray::arr1(&[7.0]).into_dyn(),
+        )
+        .unwrap();
+    let optimizers: Vec<Box<dyn Optimizer<f64>>> = vec![
+        Box::new(Sgd::new(0.1).momentum(0.9)),
+        Box::new(Adagrad::new(0.1)),
+        Box::new(RmsProp::new(0.1).centered(true)),
+        Box::new(Adam::new(0.1)),
+    ];
+    for mut opt in optimizers {
+        let (_, mut grads) = gradus_autograd::value_and_grad(|tape| {
+            // The buffer takes part in the forward pass but gets no gradient.
+            (tape.param(&params, w) * tape.buffer(&params, running)).sum()
+        });
+        GradClip::norm(1.0).apply(&mut grads).unwrap();
+        // MissingGrad::Error is the default: a buffer must not count as a missing gradient.
+        opt.step(&mut params, &grads).unwrap();
+        assert_eq!(params.buffer(running)[[0]], 7.0, "{}", opt.name());
+        assert!(!opt.state().params.contains_key("running_mean"));
+    }
+}
+
+#[test]
+fn sgd_dampening_without_momentum_is_plain_sgd_as_in_pytorch() {
+    use gradus_optim::{Optimizer, Sgd};
+    let run = |mut opt: Sgd<f64>| {
+        let mut params = ParamStore::<f64>::new();
+        let w = params
+            .insert("w", gradus_autograd::ndarray::arr1(&[1.0, -2.0]).into_dyn())
+            .unwrap();
+        for _ in 0..3 {
+            let (_, grads) =
+                gradus_autograd::value_and_grad(|tape| tape.param(&params, w).square().sum());
+            opt.step(&mut params, &grads).unwrap();
+        }
+        params.get(w).clone()
+    };
+    assert_eq!(run(Sgd::new(0.1).dampening(0.5)), run(Sgd::new(0.1)));
+}

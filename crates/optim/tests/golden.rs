@@ -52,7 +52,8 @@ fn optimizer_for(case: &Value) -> Box<dyn Optimizer<f64>> {
             Box::new(if kw(case, "nesterov") == Some(1.0) {
                 opt.nesterov(momentum)
             } else if momentum > 0.0 {
-                opt.momentum_dampened(momentum, kw(case, "dampening").unwrap_or(0.0))
+                opt.momentum(momentum)
+                    .dampening(kw(case, "dampening").unwrap_or(0.0))
             } else {
                 opt
             })
@@ -75,9 +76,9 @@ fn optimizer_for(case: &Value) -> Box<dyn Optimizer<f64>> {
         }
         name @ ("Adam" | "AdamW") => {
             let mut opt = if name == "Adam" {
-                Adam::new(lr).weight_decay(WeightDecay::L2(wd))
+                Adam::new(lr).weight_decay_mode(WeightDecay::L2(wd))
             } else {
-                Adam::adamw(lr).weight_decay(WeightDecay::Decoupled(
+                Adam::adamw(lr).weight_decay_mode(WeightDecay::Decoupled(
                     kw(case, "weight_decay").unwrap_or(0.01),
                 ))
             };
@@ -355,7 +356,7 @@ fn schedules_match_pytorch() {
         "linear_warmup",
         Schedule::warmup(4, 0.25, Schedule::Constant),
     );
-    check("one_cycle", Schedule::one_cycle(0.5, 20));
+    check("one_cycle", Schedule::one_cycle(0.5, 20, true));
     check(
         "one_cycle_linear",
         Schedule::OneCycle {

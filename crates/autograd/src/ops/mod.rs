@@ -7,6 +7,7 @@ pub mod activation;
 pub mod arithmetic;
 pub mod loss;
 pub mod matmul;
+pub mod pointwise;
 pub mod reduce;
 pub mod shape;
 

@@ -1,5 +1,6 @@
-//! Reductions: `sum` and `mean` over all elements or along an axis (with `keepdim`), and
-//! `max_axis`, whose gradient flows to the first maximal element of each lane (as PyTorch).
+//! Reductions: `sum` and `mean` over all elements, along an axis or several (with
+//! `keepdim`), `logsumexp`, and `max_axis`, whose gradient flows to the first maximal element
+//! of each lane (as PyTorch).
 
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 use smallvec::smallvec;
@@ -75,6 +76,97 @@ impl<'t, T: Float> Var<'t, T> {
         );
         self.sum_axis(axis, keepdim)
             .mul_scalar(T::one() / T::of(shape[axis] as f64))
+    }
+
+    /// Sum over several axes (PyTorch's `x.sum(dim=(..), keepdim=..)`), composed from
+    /// [`Var::sum_axis`].
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::ArrayD};
+    /// let tape = Tape::<f32>::no_grad();
+    /// let x = tape.constant(ArrayD::ones(vec![2, 3, 4]));
+    /// let s = x.sum_axes(&[0, 2], false);
+    /// assert_eq!((s.shape(), s.value().as_slice().unwrap().to_vec()), (vec![3], vec![8.0; 3]));
+    /// assert_eq!(x.mean_axes(&[2, 0], true).shape(), vec![1, 3, 1]);
+    /// ```
+    pub fn sum_axes(self, axes: &[usize], keepdim: bool) -> Var<'t, T> {
+        let shape = self.shape();
+        let mut sorted = axes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert!(
+            sorted.len() == axes.len(),
+            "sum_axes: axes {axes:?} repeat an axis"
+        );
+        for &a in &sorted {
+            check_axis("sum_axes", a, &shape);
+        }
+        // Highest axis first, so the lower axes keep their numbers without keepdim.
+        sorted
+            .iter()
+            .rev()
+            .fold(self, |x, &a| x.sum_axis(a, keepdim))
+    }
+
+    /// Mean over several axes (composed: `sum_axes / n`).
+    pub fn mean_axes(self, axes: &[usize], keepdim: bool) -> Var<'t, T> {
+        let shape = self.shape();
+        let n: usize = axes
+            .iter()
+            .map(|&a| {
+                check_axis("mean_axes", a, &shape);
+                shape[a]
+            })
+            .product();
+        assert!(
+            n > 0,
+            "mean_axes: axes {axes:?} of shape {shape:?} are empty"
+        );
+        self.sum_axes(axes, keepdim)
+            .mul_scalar(T::one() / T::of(n as f64))
+    }
+
+    /// `log(sum(exp(x)))` along `axis`, computed stably (shifted by the lane's maximum); the
+    /// gradient is the softmax of the lane.
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::arr2};
+    /// let tape = Tape::<f64>::no_grad();
+    /// let x = tape.constant(arr2(&[[1000.0, 1000.0]]).into_dyn());
+    /// let y = x.logsumexp(1, false).item();
+    /// assert!((y - (1000.0 + 2f64.ln())).abs() < 1e-12);
+    /// ```
+    pub fn logsumexp(self, axis: usize, keepdim: bool) -> Var<'t, T> {
+        let x = self.value();
+        check_axis("logsumexp", axis, x.shape());
+        let lse = x.map_axis(Axis(axis), |lane| {
+            let m = lane.iter().copied().fold(T::neg_infinity(), T::max);
+            if !m.is_finite() {
+                // All -inf gives -inf; an inf or NaN propagates.
+                return lane
+                    .iter()
+                    .copied()
+                    .fold(T::zero(), |a, v| a + v.exp())
+                    .ln();
+            }
+            m + lane.iter().map(|&v| (v - m).exp()).sum::<T>().ln()
+        });
+        let kept = lse.clone().insert_axis(Axis(axis));
+        let value = if keepdim { kept.clone() } else { lse };
+        self.tape
+            .push_op("logsumexp", &[self], value, move |g, _, inputs, _| {
+                let g = if keepdim {
+                    g.view()
+                } else {
+                    g.view().insert_axis(Axis(axis))
+                };
+                let mut d = inputs[0].to_owned();
+                Zip::from(&mut d)
+                    .and_broadcast(&kept)
+                    .and_broadcast(&g)
+                    .for_each(|d, &l, &g| *d = g * (*d - l).exp());
+                smallvec![Some(d)]
+            })
     }
 
     /// Maximum along `axis`; the gradient goes to the first maximal element of each lane.
@@ -163,6 +255,38 @@ mod tests {
             &eval(|v| v[0].max_axis(1, true), &ins),
             &arr2(&[[6.0], [9.0]]).into_dyn(),
             0.0,
+        );
+    }
+
+    #[test]
+    fn gradcheck_sum_mean_axes_and_logsumexp() {
+        let x = sample(&[2, 3, 4], 7);
+        let w = sample(&[3], 8);
+        check(
+            |v| (v[0].sum_axes(&[0, 2], false) * v[1]).sum(),
+            &[x.clone(), w.clone()],
+        );
+        check(
+            |v| v[0].mean_axes(&[2, 0], true).square().sum(),
+            std::slice::from_ref(&x),
+        );
+        check(
+            |v| (v[0].logsumexp(1, false) * v[0].sum_axis(1, false)).sum(),
+            std::slice::from_ref(&x),
+        );
+        check(|v| v[0].logsumexp(2, true).square().sum(), &[x]);
+    }
+
+    #[test]
+    fn logsumexp_values() {
+        // torch.logsumexp(torch.tensor([[1., 2., 3.], [-1e4, 0., -inf]]), 1)
+        let x = arr2(&[[1.0, 2.0, 3.0], [-1e4, 0.0, f64::NEG_INFINITY]]).into_dyn();
+        let y = eval(|v| v[0].logsumexp(1, false), &[x]);
+        assert_close(&y, &arr1(&[3.4076059644443806, 0.0]).into_dyn(), 1e-15);
+        let all_neg_inf = arr1(&[f64::NEG_INFINITY; 2]).into_dyn();
+        assert_eq!(
+            eval(|v| v[0].logsumexp(0, false), &[all_neg_inf])[[]],
+            f64::NEG_INFINITY
         );
     }
 

@@ -133,6 +133,69 @@ impl<'t, T: Float> Var<'t, T> {
             })
     }
 
+    /// Joins values of one shape along a new axis `axis` (composed: reshape, then concat).
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, Var, ndarray::arr1};
+    /// let tape = Tape::<f32>::no_grad();
+    /// let a = tape.constant(arr1(&[1.0, 2.0]).into_dyn());
+    /// let b = tape.constant(arr1(&[3.0, 4.0]).into_dyn());
+    /// let s = Var::stack(&[a, b], 1);
+    /// assert_eq!(s.shape(), vec![2, 2]);
+    /// assert_eq!(s.value().iter().copied().collect::<Vec<_>>(), [1.0, 3.0, 2.0, 4.0]);
+    /// ```
+    pub fn stack(parts: &[Var<'t, T>], axis: usize) -> Var<'t, T> {
+        assert!(!parts.is_empty(), "stack: no operands");
+        let first = parts[0].shape();
+        assert!(
+            axis <= first.len(),
+            "stack: axis {axis} is out of range for operands of shape {first:?}"
+        );
+        let lifted: Vec<_> = parts
+            .iter()
+            .map(|p| {
+                let shape = p.shape();
+                assert!(
+                    shape == first,
+                    "stack: shapes {first:?} and {shape:?} differ"
+                );
+                p.unsqueeze(axis)
+            })
+            .collect();
+        Var::concat(&lifted, axis)
+    }
+
+    /// A new axis of length 1 at `axis` (composed: reshape).
+    pub fn unsqueeze(self, axis: usize) -> Var<'t, T> {
+        let mut shape = self.shape();
+        assert!(
+            axis <= shape.len(),
+            "unsqueeze: axis {axis} is out of range for shape {shape:?}"
+        );
+        shape.insert(axis, 1);
+        self.reshape(&shape)
+    }
+
+    /// Swaps two axes (composed: permute).
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::ArrayD};
+    /// let tape = Tape::<f32>::no_grad();
+    /// let x = tape.constant(ArrayD::zeros(vec![2, 3, 4]));
+    /// assert_eq!(x.transpose(0, 2).shape(), vec![4, 3, 2]);
+    /// ```
+    pub fn transpose(self, a: usize, b: usize) -> Var<'t, T> {
+        let n = self.shape().len();
+        assert!(
+            a < n && b < n,
+            "transpose: axes {a} and {b} are out of range for shape {:?}",
+            self.shape()
+        );
+        let mut axes: Vec<usize> = (0..n).collect();
+        axes.swap(a, b);
+        self.permute(&axes)
+    }
+
     /// The elements with index `range` along `axis`.
     ///
     /// ```
@@ -204,6 +267,24 @@ mod tests {
 
     use crate::Var;
     use crate::ops::test_util::{assert_close, check, eval, sample};
+
+    #[test]
+    fn gradcheck_stack_transpose_unsqueeze() {
+        let a = sample(&[2, 3], 11);
+        let b = sample(&[2, 3], 12);
+        let w = sample(&[2, 2, 3], 13);
+        check(
+            |v| (Var::stack(&[v[0], v[1]], 1) * v[2]).sum(),
+            &[a.clone(), b.clone(), w.clone()],
+        );
+        check(
+            |v| (v[0].transpose(0, 1).unsqueeze(0) * v[0].t().sin()).sum(),
+            std::slice::from_ref(&a),
+        );
+        let s = eval(|v| Var::stack(&[v[0], v[1]], 0), &[a.clone(), b.clone()]);
+        assert_eq!(s.shape(), &[2, 2, 3]);
+        assert_close(&s.index_axis(ndarray::Axis(0), 1).to_owned(), &b, 0.0);
+    }
 
     #[test]
     fn shape_op_values() {

@@ -8,7 +8,7 @@ pub mod idx;
 pub mod mnist;
 
 use gradus_autograd::ndarray::{ArrayD, Axis};
-use gradus_autograd::{Float, pool};
+use gradus_autograd::{Float, memory};
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -253,7 +253,7 @@ fn gather_rows<T: Float>(a: &ArrayD<T>, indices: &[usize]) -> ArrayD<T> {
     };
     let row = a.shape()[1..].iter().product::<usize>();
     // Pooled storage: the tape gives it back after the step, so the next batch reuses it.
-    let mut data = pool::take(indices.len() * row);
+    let mut data = memory::take(indices.len() * row);
     for &i in indices {
         data.extend_from_slice(&all[i * row..(i + 1) * row]);
     }

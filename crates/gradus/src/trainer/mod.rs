@@ -1,0 +1,552 @@
+//! The `Trainer`: shuffled mini-batches through forward, loss, backward, optimizer update
+//! and schedule step, in that order; history, progress, callbacks, early stopping,
+//! checkpoints and exact resume. The parts: [`config`](self) types, the [`Objective`]s, one
+//! step's forward and backward (`step`), evaluation (`eval`), callbacks and progress.
+
+mod callback;
+mod config;
+mod eval;
+mod objective;
+mod progress;
+mod step;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+use gradus_autograd::ndarray::ArrayD;
+use gradus_autograd::{Float, ParamStore};
+use gradus_layers::Module;
+use gradus_optim::Optimizer;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+pub use callback::{BatchEnd, Callback};
+pub use config::{
+    CheckpointConfig, CheckpointWhen, EarlyStopping, EpochRecord, Evaluation, History, Metric,
+    NonFinite, Progress, ScheduleUnit, TrainError, TrainerConfig, TrainingState,
+};
+pub use eval::{evaluate, predict, predict_classes};
+pub use objective::{Loss, LossFn, Objective, Task, loss_fn};
+
+use crate::DataError;
+use crate::checkpoint::{self, CheckpointError, FileKind};
+use crate::data::{BatchSize, Dataset, epoch_chunks};
+use callback::EpochFn;
+use objective::MetricSums;
+use progress::{describe, progress_bar};
+use step::StepOutcome;
+
+/// Trains a [`Module`] with an [`Optimizer`].
+///
+/// ```
+/// use gradus::{BatchSize, Dataset, Progress, Sequential, Trainer, TrainerConfig};
+/// use gradus::optim::Adam;
+/// use gradus::ndarray::{Array2, ArrayD};
+///
+/// // Two Gaussian-ish blobs, labelled by the sign of x0 + x1.
+/// let x = Array2::from_shape_fn((200, 2), |(i, j)| ((i * 37 + j * 11) % 101) as f32 / 50.0 - 1.0);
+/// let labels: Vec<usize> = x.rows().into_iter().map(|r| (r[0] + r[1] > 0.0) as usize).collect();
+/// let data = Dataset::classification(x.into_dyn(), labels).unwrap();
+///
+/// let (model, mut params) = Sequential::<f32>::new().linear(2, 16).relu().linear(16, 2).build(0).unwrap();
+/// let config = TrainerConfig { epochs: 30, batch_size: BatchSize::Mini(20), progress: Progress::Quiet, ..Default::default() };
+/// let mut trainer = Trainer::new(config, Adam::new(0.01));
+/// let history = trainer.fit(&model, &mut params, &data, None).unwrap();
+/// assert!(history.epochs.last().unwrap().train_accuracy.unwrap() > 0.95);
+/// ```
+pub struct Trainer<T: Float = f32> {
+    /// The settings.
+    pub config: TrainerConfig,
+    optimizer: Box<dyn Optimizer<T>>,
+    objective: Box<dyn Objective<T>>,
+    callbacks: Vec<Box<dyn Callback<T>>>,
+    state: TrainingState<T>,
+}
+
+impl<T: Float> Trainer<T> {
+    /// A trainer minimising cross-entropy (see [`Trainer::loss`]); the optimizer's current
+    /// learning rate is the schedule's base rate. Any [`Optimizer`], one written outside
+    /// gradus or a `Box<dyn Optimizer<T>>` included.
+    pub fn new(config: TrainerConfig, optimizer: impl Optimizer<T> + 'static) -> Self {
+        let base_lr = optimizer.lr();
+        let state = TrainingState {
+            epoch: 0,
+            step: 0,
+            base_lr,
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            optimizer: optimizer.state(),
+            history: History::default(),
+            best: None,
+            wait: 0,
+            best_weights: None,
+        };
+        Self {
+            config,
+            optimizer: Box::new(optimizer),
+            objective: Box::new(Loss::CrossEntropy),
+            callbacks: Vec::new(),
+            state,
+        }
+    }
+
+    /// Sets what `fit` minimises: a built-in [`Loss`] or any [`Objective`] (see
+    /// [`loss_fn`](crate::loss_fn)).
+    pub fn loss(mut self, objective: impl Objective<T> + 'static) -> Self {
+        self.objective = Box::new(objective);
+        self
+    }
+
+    /// Adds a callback, run after every batch and epoch in the order added.
+    pub fn callback(mut self, callback: impl Callback<T> + 'static) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Adds a closure run after every epoch, which may add metrics to `record.extra` or stop
+    /// training with an error.
+    ///
+    /// ```
+    /// use gradus::{Trainer, TrainerConfig};
+    /// use gradus::optim::Sgd;
+    /// let trainer = Trainer::<f32>::new(TrainerConfig::default(), Sgd::new(0.1))
+    ///     .on_epoch_end(|record, _params| {
+    ///         record.extra.insert("twice_loss".into(), 2.0 * record.train_loss);
+    ///         Ok(())
+    ///     });
+    /// # let _ = trainer;
+    /// ```
+    pub fn on_epoch_end(
+        self,
+        f: impl FnMut(&mut EpochRecord, &ParamStore<T>) -> Result<(), String> + 'static,
+    ) -> Self {
+        self.callback(EpochFn(f))
+    }
+
+    /// What `fit` minimises.
+    pub fn objective(&self) -> &dyn Objective<T> {
+        &*self.objective
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &dyn Optimizer<T> {
+        &*self.optimizer
+    }
+
+    /// Epochs completed so far (after a resume, those of the checkpoint).
+    pub fn epochs_done(&self) -> usize {
+        self.state.epoch
+    }
+
+    /// The history so far.
+    pub fn history(&self) -> &History {
+        &self.state.history
+    }
+
+    fn check_config(&self, train: &Dataset<T>) -> Result<(), TrainError> {
+        let c = &self.config;
+        let bad = |field, expected: &str, found: String| {
+            Err(TrainError::Config {
+                field,
+                expected: expected.into(),
+                found,
+            })
+        };
+        if c.epochs == 0 {
+            return bad("epochs", "at least 1", "0".into());
+        }
+        if c.batch_size == BatchSize::Mini(0) {
+            return bad("batch_size", "at least 1", "0".into());
+        }
+        if c.eval_batch_size == 0 {
+            return bad("eval_batch_size", "at least 1", "0".into());
+        }
+        if !(0.0..1.0).contains(&c.validation_split) {
+            return bad(
+                "validation_split",
+                "in [0, 1)",
+                c.validation_split.to_string(),
+            );
+        }
+        if !(self.optimizer.lr().is_finite() && self.optimizer.lr() >= 0.0) {
+            return bad(
+                "learning rate",
+                "finite and non-negative",
+                self.optimizer.lr().to_string(),
+            );
+        }
+        if train.is_empty() {
+            return Err(DataError::Invalid("the training set is empty".into()).into());
+        }
+        self.objective
+            .check_targets(train.targets())
+            .map_err(|expected| TrainError::Config {
+                field: "loss",
+                expected,
+                found: self.objective.name(),
+            })
+    }
+
+    /// Trains until `config.epochs` epochs are done (continuing after a [`Trainer::resume`]),
+    /// or early stopping ends it. Each batch runs forward, loss, backward, clipping,
+    /// optimizer update and schedule step; each epoch ends with an evaluation on the
+    /// validation set, if any.
+    pub fn fit<M: Module<T> + ?Sized>(
+        &mut self,
+        model: &M,
+        params: &mut ParamStore<T>,
+        train: &Dataset<T>,
+        validation: Option<&Dataset<T>>,
+    ) -> Result<History, TrainError> {
+        self.check_config(train)?;
+        let split;
+        let (train, validation) = match validation {
+            Some(v) => (train, Some(v)),
+            None if self.config.validation_split > 0.0 => {
+                split = train.split(self.config.validation_split, self.config.seed ^ 0x5EED_5A11);
+                (&split.0, Some(&split.1))
+            }
+            None => (train, None),
+        };
+        if train.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "validation_split {} leaves no training samples",
+                self.config.validation_split
+            ))
+            .into());
+        }
+        if validation.is_some_and(|v| v.is_empty()) {
+            return Err(DataError::Invalid("the validation set is empty".into()).into());
+        }
+        let show_bar = match self.config.progress {
+            Progress::Bar => true,
+            Progress::Auto => std::io::stderr().is_terminal(),
+            Progress::Lines | Progress::Quiet => false,
+        };
+        self.apply_schedule()?;
+        while self.state.epoch < self.config.epochs && self.state.history.stopped_early.is_none() {
+            let mut record = self.run_epoch(model, params, train, validation, show_bar)?;
+            for cb in &mut self.callbacks {
+                cb.on_epoch_end(&mut record, params)
+                    .map_err(TrainError::Callback)?;
+            }
+            if self.config.progress != Progress::Quiet && !show_bar {
+                println!("{}", describe(&record, self.config.epochs));
+            }
+            self.state.epoch = record.epoch;
+            self.state.history.epochs.push(record);
+            if self.config.schedule_unit == ScheduleUnit::Epoch {
+                self.apply_schedule()?;
+            }
+            let improved = self.track_best(params);
+            if let Some(c) = &self.config.checkpoint {
+                let due = match c.when {
+                    CheckpointWhen::EveryEpoch => true,
+                    CheckpointWhen::Best(m) => self.is_best(m),
+                };
+                if due {
+                    self.save_checkpoint(&c.path, params)?;
+                }
+            }
+            if let Some(es) = self.config.early_stopping
+                && !improved
+                && self.state.wait >= es.patience
+            {
+                self.state.history.stopped_early = Some(self.state.epoch);
+            }
+        }
+        if let (Some(es), Some(best)) = (self.config.early_stopping, &self.state.best_weights)
+            && es.restore_best
+        {
+            params
+                .import(best)
+                .expect("best weights come from this model");
+        }
+        Ok(self.state.history.clone())
+    }
+
+    /// Sets the schedule's learning rate (and momentum, for OneCycle's momentum cycle) at
+    /// the trainer's position (steps or epochs taken).
+    fn apply_schedule(&mut self) -> Result<(), TrainError> {
+        let position = match self.config.schedule_unit {
+            ScheduleUnit::Step => self.state.step,
+            ScheduleUnit::Epoch => self.state.epoch as u64,
+        };
+        let schedule = &self.config.schedule;
+        self.optimizer
+            .set_lr(schedule.lr_at(self.state.base_lr, position));
+        if let Some(m) = schedule.momentum_at(position)
+            && !self.optimizer.set_momentum(m)
+        {
+            return Err(TrainError::Config {
+                field: "schedule",
+                expected: "an optimizer with a momentum or betas (SGD, RMSprop, Adam) for \
+                           OneCycle's momentum cycle, or OneCycle with `momentum: None`"
+                    .into(),
+                found: format!("{} with momentum cycling", self.optimizer.name()),
+            });
+        }
+        Ok(())
+    }
+
+    fn run_epoch<M: Module<T> + ?Sized>(
+        &mut self,
+        model: &M,
+        params: &mut ParamStore<T>,
+        train: &Dataset<T>,
+        validation: Option<&Dataset<T>>,
+        show_bar: bool,
+    ) -> Result<EpochRecord, TrainError> {
+        let epoch = self.state.epoch + 1;
+        let start = Instant::now();
+        // The schedule's position is already right for this epoch (set at the start of
+        // `fit` and after every step or epoch).
+        let mut last_lr = self.optimizer.lr();
+        let order = {
+            let rng = self
+                .config
+                .shuffle
+                .then_some(&mut self.state.rng as &mut dyn rand::RngCore);
+            train.epoch_order(rng)
+        };
+        let batches = epoch_chunks(&order, self.config.batch_size, self.config.drop_last);
+        let bar = show_bar
+            .then(|| progress_bar(batches.clone().count() as u64, epoch, self.config.epochs));
+        let task = self.objective.task();
+        let (mut loss_sum, mut seen, mut skipped) = (0.0, 0usize, 0usize);
+        let mut sums = MetricSums::default();
+        for (b, indices) in batches.enumerate() {
+            let outcome = step::forward_backward(
+                model,
+                params,
+                train.batch(indices),
+                &*self.objective,
+                &mut self.state.rng,
+                self.config.detect_anomaly,
+            )
+            .map_err(|anomaly| TrainError::Anomaly {
+                epoch,
+                batch: b,
+                anomaly,
+            })?;
+            let StepOutcome {
+                loss,
+                mut grads,
+                metrics,
+                updates,
+            } = outcome;
+            if let Some(what) = step::non_finite(loss, &grads, params) {
+                match self.config.non_finite {
+                    NonFinite::Stop => {
+                        return Err(TrainError::NonFinite {
+                            epoch,
+                            batch: b,
+                            what,
+                        });
+                    }
+                    NonFinite::SkipBatch => {
+                        skipped += 1;
+                        continue;
+                    }
+                }
+            }
+            if let Some(clip) = &self.config.clip {
+                clip.apply(&mut grads)?;
+            }
+            last_lr = self.optimizer.lr();
+            self.optimizer.step(params, &grads)?;
+            drop(grads);
+            updates.apply(params);
+            self.state.step += 1;
+            if self.config.schedule_unit == ScheduleUnit::Step {
+                self.apply_schedule()?;
+            }
+            loss_sum += loss * indices.len() as f64;
+            seen += indices.len();
+            sums.add(metrics);
+            if !self.callbacks.is_empty() {
+                let info = BatchEnd {
+                    epoch,
+                    batch: b,
+                    step: self.state.step,
+                    batch_size: indices.len(),
+                    loss,
+                    lr: last_lr,
+                };
+                for cb in &mut self.callbacks {
+                    cb.on_batch_end(&info, params);
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} samples/s",
+                    loss_sum / seen as f64,
+                    seen as f64 / start.elapsed().as_secs_f64()
+                ));
+                bar.inc(1);
+            }
+        }
+        let train_secs = start.elapsed().as_secs_f64();
+        let eval = validation
+            .map(|v| {
+                evaluate(
+                    model,
+                    params,
+                    v,
+                    &*self.objective,
+                    self.config.eval_batch_size,
+                )
+            })
+            .transpose()?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: if seen > 0 {
+                loss_sum / seen as f64
+            } else {
+                f64::NAN
+            },
+            train_accuracy: sums.accuracy(task),
+            train_mae: sums.mae(task),
+            train_rmse: sums.rmse(task),
+            val_loss: eval.map(|e| e.loss),
+            val_accuracy: eval.and_then(|e| e.accuracy),
+            val_mae: eval.and_then(|e| e.mae),
+            val_rmse: eval.and_then(|e| e.rmse),
+            extra: Default::default(),
+            lr: last_lr,
+            samples_per_sec: seen as f64 / train_secs.max(1e-9),
+            wall_time_secs: start.elapsed().as_secs_f64(),
+            skipped_batches: skipped,
+        };
+        if let Some(bar) = bar {
+            bar.finish_with_message(describe(&record, self.config.epochs));
+            eprintln!(); // keep the finished bar, with the epoch's figures, on its own line
+        }
+        Ok(record)
+    }
+
+    fn is_best(&self, metric: Metric) -> bool {
+        let history = &self.state.history.epochs;
+        let Some(last) = history.last().and_then(|r| metric.of(r)) else {
+            return false;
+        };
+        history[..history.len() - 1]
+            .iter()
+            .filter_map(|r| metric.of(r))
+            .all(|v| {
+                if metric.higher_is_better() {
+                    last > v
+                } else {
+                    last < v
+                }
+            })
+    }
+
+    /// Updates the early-stopping bookkeeping; true if the epoch improved the metric.
+    fn track_best(&mut self, params: &ParamStore<T>) -> bool {
+        let Some(es) = self.config.early_stopping else {
+            return false;
+        };
+        let record = self
+            .state
+            .history
+            .epochs
+            .last()
+            .expect("an epoch was just recorded");
+        let Some(value) = es.monitor.of(record) else {
+            return false;
+        };
+        let improved = match self.state.best {
+            None => true,
+            Some((best, _)) if es.monitor.higher_is_better() => value > best + es.min_delta,
+            Some((best, _)) => value < best - es.min_delta,
+        };
+        if improved {
+            self.state.best = Some((value, record.epoch));
+            self.state.history.best_epoch = Some(record.epoch);
+            self.state.wait = 0;
+            if es.restore_best {
+                self.state.best_weights = Some(params.export());
+            }
+        } else {
+            self.state.wait += 1;
+        }
+        improved
+    }
+
+    /// Loss and the task's metrics on `data` with this trainer's objective, in batches of
+    /// `eval_batch_size`, in evaluation mode. The same as the free [`evaluate`].
+    pub fn evaluate<M: Module<T> + ?Sized>(
+        &self,
+        model: &M,
+        params: &ParamStore<T>,
+        data: &Dataset<T>,
+    ) -> Result<Evaluation, TrainError> {
+        evaluate(
+            model,
+            params,
+            data,
+            &*self.objective,
+            self.config.eval_batch_size,
+        )
+    }
+
+    /// The model's outputs for `inputs`, in batches of `eval_batch_size`.
+    pub fn predict<M: Module<T> + ?Sized>(
+        &self,
+        model: &M,
+        params: &ParamStore<T>,
+        inputs: &ArrayD<T>,
+    ) -> ArrayD<T> {
+        predict(model, params, inputs, self.config.eval_batch_size)
+    }
+
+    /// The state that a checkpoint holds.
+    pub fn training_state(&self) -> TrainingState<T> {
+        TrainingState {
+            optimizer: self.optimizer.state(),
+            ..self.state.clone()
+        }
+    }
+
+    /// Writes a resumable checkpoint (weights and training state) atomically.
+    pub fn save_checkpoint(
+        &self,
+        path: impl AsRef<Path>,
+        params: &ParamStore<T>,
+    ) -> Result<(), TrainError> {
+        let bytes = checkpoint::encode(&params.export(), Some(&self.training_state()));
+        Ok(checkpoint::write_atomically(path.as_ref(), &bytes)?)
+    }
+
+    /// Restores weights and training state from a checkpoint; the next `fit` continues
+    /// where it left off and ends with the weights an uninterrupted run would have.
+    pub fn resume(
+        &mut self,
+        path: impl AsRef<Path>,
+        params: &mut ParamStore<T>,
+    ) -> Result<(), TrainError> {
+        let path = path.as_ref();
+        let decoded = checkpoint::decode::<T>(&checkpoint::read(path)?, path, false)?;
+        if decoded.header.kind != FileKind::Checkpoint {
+            return Err(CheckpointError::Kind {
+                path: path.into(),
+                expected: FileKind::Checkpoint,
+                found: decoded.header.kind,
+            }
+            .into());
+        }
+        let state: TrainingState<T> = checkpoint::decode_state(&decoded.state, path)?;
+        let mut staged = params.clone();
+        staged
+            .import(&decoded.tensors)
+            .map_err(|diff| CheckpointError::Mismatch {
+                path: path.into(),
+                diff,
+            })?;
+        self.optimizer.load_state(state.optimizer.clone())?;
+        *params = staged;
+        self.state = state;
+        Ok(())
+    }
+}
