@@ -82,3 +82,55 @@ fn invalid_values_exit_2_with_one_line_and_leave_weights_untouched() {
         );
     }
 }
+
+#[test]
+fn every_optimizer_with_every_schedule_trains_a_few_batches() {
+    let bin = example();
+    let dir = tempfile::tempdir().unwrap();
+    let optimizers = [
+        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw",
+    ];
+    for optimizer in optimizers {
+        for schedule in ["constant", "cosine", "onecycle"] {
+            let out = dir.path().join(format!("{optimizer}-{schedule}.gradus"));
+            // 256 images in batches of 64: four steps, then the test set is evaluated.
+            let result = Command::new(&bin)
+                .args(["--optimizer", optimizer, "--schedule", schedule])
+                .args(["--epochs", "1", "--train-limit", "256", "--hidden", "32"])
+                .arg("--quiet")
+                .arg("--output")
+                .arg(&out)
+                .env_remove("MNIST_DIR")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&result.stdout);
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            assert!(
+                result.status.success(),
+                "{optimizer} x {schedule}: {stdout}{stderr}"
+            );
+            assert!(
+                stdout.contains("test accuracy"),
+                "{optimizer} x {schedule}: {stdout}"
+            );
+            assert!(out.is_file(), "{optimizer} x {schedule} saved its weights");
+        }
+    }
+}
+
+#[test]
+fn an_epoch_count_whose_steps_overflow_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = Command::new(example())
+        .args(["--epochs", "20000000000000000", "--quiet", "--output"])
+        .arg(dir.path().join("w.gradus"))
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--epochs 20000000000000000 is too many"),
+        "{stderr}"
+    );
+}

@@ -249,3 +249,50 @@ fn softmax_layers_and_summary() {
     .value()[[0, 0]];
     assert!((lsm + 4f32.ln()).abs() < 1e-6);
 }
+
+#[test]
+#[should_panic(
+    expected = "parameter #0 belongs to another ParamStore: this store holds `body.weight` there"
+)]
+fn a_parameter_id_used_with_another_models_store_panics_instead_of_misreading() {
+    let mut a = ParamBuilder::<f32>::new(0);
+    let fc = a.linear("fc", 2, 2).unwrap();
+    let mut b = ParamBuilder::<f32>::new(0);
+    b.linear("body", 2, 2).unwrap();
+    let other = b.finish();
+    let _ = other.get(fc.weight);
+}
+
+#[test]
+fn ids_work_with_a_store_built_the_same_way() {
+    let (model, a) = Sequential::<f32>::new().linear(3, 2).build(1).unwrap();
+    let (_, b) = Sequential::<f32>::new().linear(3, 2).build(2).unwrap();
+    let x = gradus_autograd::ndarray::ArrayD::ones(vec![1, 3]);
+    assert_ne!(model.predict(&a, x.clone()), model.predict(&b, x));
+}
+
+#[test]
+#[should_panic(expected = "update_buffer: an evaluation forward pass cannot update buffers")]
+fn evaluation_cannot_update_buffers() {
+    let mut b = ParamBuilder::<f32>::new(0);
+    let n = b
+        .buffer("n", gradus_autograd::ndarray::ArrayD::zeros(vec![]))
+        .unwrap();
+    ForwardCtx::<f32>::eval().update_buffer(n, gradus_autograd::ndarray::ArrayD::zeros(vec![]));
+}
+
+#[test]
+fn training_buffer_updates_reach_the_store_only_when_applied() {
+    let mut b = ParamBuilder::<f32>::new(0);
+    let n = b
+        .buffer("n", gradus_autograd::ndarray::ArrayD::zeros(vec![]))
+        .unwrap();
+    let mut params = b.finish();
+    let mut ctx = ForwardCtx::<f32>::train_seeded(0);
+    assert!(ctx.is_training() && ctx.rng().is_some());
+    ctx.update_buffer(n, gradus_autograd::ndarray::ArrayD::from_elem(vec![], 3.0));
+    assert_eq!(params.buffer(n)[[]], 0.0);
+    ctx.take_updates().apply(&mut params);
+    assert_eq!(params.buffer(n)[[]], 3.0);
+    assert!(ForwardCtx::<f32>::eval().rng().is_none());
+}
