@@ -222,3 +222,42 @@ fn safetensors_round_trip_keeps_names_shapes_and_values() {
         CheckpointError::Safetensors { .. }
     ));
 }
+
+#[test]
+fn special_files_are_refused_by_type_before_any_read() {
+    let (_, mut params) = mlp(1);
+    // /dev/zero never ends: reading it would grow until allocation fails.
+    let err = checkpoint::load_weights("/dev/zero", &mut params).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let err = checkpoint::import_safetensors("/dev/zero", &mut params).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    // A FIFO with no writer would block a reader forever: refused before it is opened.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("weights.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let err = checkpoint::load_weights(&fifo, &mut params).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn saving_never_replaces_what_is_not_a_regular_file() {
+    let (_, params) = mlp(1);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("out.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let err = checkpoint::save_weights(&fifo, &params).unwrap_err();
+        assert!(err.to_string().contains("refusing to replace it"), "{err}");
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(
+            std::os::unix::fs::FileTypeExt::is_fifo(&kind),
+            "the FIFO is still there"
+        );
+    }
+    let err = checkpoint::save_weights(dir.path(), &params).unwrap_err();
+    assert!(err.to_string().contains("refusing to replace it"), "{err}");
+    let err = checkpoint::export_safetensors("/dev/null", &params).unwrap_err();
+    assert!(err.to_string().contains("refusing to replace it"), "{err}");
+}

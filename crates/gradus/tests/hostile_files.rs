@@ -185,7 +185,7 @@ proptest! {
         dtype in prop_oneof![Just("f32".to_string()), Just("f64".to_string()), Just("i8".to_string())],
     ) {
         let header = Header {
-            dtype,
+            dtype: gradus::checkpoint::DType::from(dtype),
             library_version: "0.1.0".into(),
             kind: FileKind::Weights,
             tensors: vec![TensorInfo { name: "0.weight".into(), shape: vec![2, dim] }],
@@ -205,7 +205,7 @@ proptest! {
         let (result, peak) = peak_during(|| checkpoint::read_weights::<f32>(&path));
         prop_assert!(peak <= bound(file.len()), "allocated {peak} for {} bytes", file.len());
         // 32 bytes of tensor: a [2, 4] of f32 or a [2, 2] of f64 (converted on reading).
-        let fits = (header.dtype == "f32" && dim == 4) || (header.dtype == "f64" && dim == 2);
+        let fits = (header.dtype == gradus::checkpoint::DType::F32 && dim == 4) || (header.dtype == gradus::checkpoint::DType::F64 && dim == 2);
         let consistent = version == FORMAT_VERSION && header_len_delta == 0 && fits && state_len == 0;
         prop_assert_eq!(result.is_ok(), consistent, "{:?}", result.err());
         if version > FORMAT_VERSION {
