@@ -5,7 +5,7 @@
 //! reshuffled every epoch. Prints one JSON line: the median samples/s of epochs 2-4 (epoch
 //! 1 is warm-up) and the test accuracy after 3 epochs. Threads: `MATMUL_NUM_THREADS`.
 //!
-//! `cargo run --release --example throughput -- w1` (bench/compare/run.sh runs it).
+//! `cargo run --release --example throughput -- w1` (benches/compare/run.sh runs it).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The standard throughput workloads in PyTorch, for the side-by-side comparison.
 
-    python3 bench/compare/torch_mlp.py w1 --threads 1
+    python3 benches/compare/torch_mlp.py w1 --threads 1
 
 W1: MLP 784-128-10, batch 64; W2: 784-512-512-10, batch 256. ReLU, cross-entropy (mean),
 SGD lr 0.1 momentum 0.9, f32, the 60,000 MNIST training images reshuffled every epoch.

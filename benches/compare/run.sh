@@ -4,15 +4,15 @@
 # gradus and the baseline run with the default pure-Rust matmul (matrixmultiply) and, when
 # a system OpenBLAS is installed (apt-get install libopenblas-dev), with `--features openblas`.
 #
-#   bash bench/compare/run.sh                    # uses python3 with torch if importable
-#   bash bench/compare/run.sh --install-torch    # first creates bench/compare/.venv with torch
-#   PASSES=3 bash bench/compare/run.sh           # passes (default 3); the table shows medians
+#   bash benches/compare/run.sh                    # uses python3 with torch if importable
+#   bash benches/compare/run.sh --install-torch    # first creates benches/compare/.venv with torch
+#   PASSES=3 bash benches/compare/run.sh           # passes (default 3); the table shows medians
 #
 # Prints a markdown table with samples/s, the ratios of the targets and test accuracy, and
-# keeps the raw JSON lines in bench/compare/results.jsonl.
+# keeps the raw JSON lines in benches/compare/results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-here=bench/compare
+here=benches/compare
 passes=${PASSES:-3}
 python=python3
 if [ "${1:-}" = "--install-torch" ]; then
