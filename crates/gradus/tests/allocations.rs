@@ -14,6 +14,7 @@ use gradus::layers::SequentialBuilder;
 use gradus::layers::{ForwardCtx, Module};
 use gradus::ndarray::ArrayD;
 use gradus::optim::{Optimizer, Sgd};
+use gradus::rand::SeedableRng;
 use gradus::{Sequential, Trainer, TrainerConfig};
 
 type Builder = SequentialBuilder<f32>;
@@ -62,6 +63,8 @@ fn step_allocations(hidden: usize, act: Act) -> (u64, u64) {
     let mut opt = Sgd::new(0.1).momentum(0.9);
     let train = data(32);
     let indices: Vec<usize> = (0..32).collect();
+    // A training step trains: the forward pass gets the training context with its RNG.
+    let mut rng = gradus::rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut measured = (0, 0);
     for step in 0..5 {
         let before = counts();
@@ -74,7 +77,7 @@ fn step_allocations(hidden: usize, act: Act) -> (u64, u64) {
                 .forward(
                     &params,
                     tape.constant(batch.inputs),
-                    &mut ForwardCtx::eval(),
+                    &mut ForwardCtx::train(&mut rng),
                 )
                 .cross_entropy_with_logits(labels)
         });

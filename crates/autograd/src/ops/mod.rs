@@ -5,8 +5,10 @@
 
 pub mod activation;
 pub mod arithmetic;
+pub mod conv;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
 pub mod pointwise;
 pub mod reduce;
 pub mod shape;
