@@ -16,7 +16,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use gradus::checkpoint;
 use gradus::data::mnist::{Mnist, Provenance};
-use gradus::layers::Sequential;
+use gradus::layers::{Conv2dConfig, Sequential};
 use gradus::optim::{Adagrad, Adam, Optimizer, RmsProp, Schedule, Sgd};
 use gradus::{BatchSize, Loss, Progress, Trainer, TrainerConfig, evaluate};
 
@@ -57,6 +57,14 @@ impl Opt {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Model {
+    /// A multi-layer perceptron (--hidden sizes, --dropout).
+    Mlp,
+    /// A convolutional network: two conv-BN-ReLU-maxpool blocks and two linear layers.
+    Cnn,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Sched {
     /// The same learning rate throughout.
@@ -70,6 +78,9 @@ enum Sched {
 #[derive(Parser, Debug)]
 #[command(about = "Train an MLP on MNIST (or Fashion-MNIST) with gradus and save its weights")]
 struct Args {
+    /// The network.
+    #[arg(long, value_enum, default_value = "mlp")]
+    model: Model,
     /// Update rule.
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: Opt,
@@ -170,8 +181,39 @@ fn check_writable(path: &Path) -> Result<(), String> {
 
 fn build_model(
     args: &Args,
-    inputs: usize,
+    (rows, cols): (usize, usize),
 ) -> Result<(Sequential<f32>, gradus::ParamStore<f32>), String> {
+    let inputs = rows * cols;
+    if args.model == Model::Cnn {
+        // The flat rows become 1-channel images; "same" padding keeps 28x28 -> 14x14 -> 7x7.
+        let conv = |i, o| Conv2dConfig {
+            padding: 1.into(),
+            bias: false, // BatchNorm's shift makes a bias redundant
+            ..Conv2dConfig::new(i, o, 3)
+        };
+        let (h, w) = (rows / 4, cols / 4);
+        let mut builder = Sequential::<f32>::new()
+            .input(&[inputs])
+            .reshape(&[1, rows, cols])
+            .conv2d_with(conv(1, 32))
+            .batch_norm2d(32)
+            .relu()
+            .max_pool2d(2)
+            .conv2d_with(conv(32, 64))
+            .batch_norm2d(64)
+            .relu()
+            .max_pool2d(2)
+            .flatten()
+            .linear(64 * h * w, 128)
+            .relu();
+        if args.dropout > 0.0 {
+            builder = builder.dropout(args.dropout);
+        }
+        return builder
+            .linear(128, 10)
+            .build(args.seed)
+            .map_err(|e| e.to_string());
+    }
     let mut builder = Sequential::<f32>::new();
     let mut width = inputs;
     for &h in &args.hidden {
@@ -241,7 +283,7 @@ fn main() -> ExitCode {
             t0.elapsed().as_secs_f64()
         );
     }
-    let (model, mut params) = match build_model(&args, rows * cols) {
+    let (model, mut params) = match build_model(&args, (rows, cols)) {
         Ok(m) => m,
         Err(e) => return usage_error(e),
     };

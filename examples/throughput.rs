@@ -1,7 +1,9 @@
 //! The standard throughput workloads, run through gradus's Trainer exactly as a user would.
 //!
 //! W1: MLP 784-128-10, batch 64; W2: MLP 784-512-512-10, batch 256. Both: ReLU, softmax
-//! cross-entropy (mean), SGD lr 0.1 momentum 0.9, f32, the 60,000 MNIST training images
+//! cross-entropy (mean), SGD lr 0.1 momentum 0.9. W3: conv(1->32, 3x3) -> ReLU -> maxpool 2 ->
+//! conv(32->64, 3x3) -> ReLU -> maxpool 2 -> flatten (1600) -> linear(128) -> ReLU ->
+//! linear(10), Adam lr 1e-3, batch 64. All: f32, the 60,000 MNIST training images
 //! reshuffled every epoch. Prints one JSON line: the median samples/s of epochs 2-4 (epoch
 //! 1 is warm-up) and the test accuracy after 3 epochs. Threads: `MATMUL_NUM_THREADS`.
 //!
@@ -11,7 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gradus::data::mnist::Mnist;
-use gradus::optim::Sgd;
+use gradus::optim::{Adam, Optimizer, Sgd};
 use gradus::{BatchSize, Progress, Sequential, Trainer, TrainerConfig};
 
 /// Counts heap allocations, to report how many one training step makes.
@@ -46,8 +48,9 @@ fn main() {
     let (hidden, batch): (&[usize], usize) = match workload.as_str() {
         "w1" => (&[128], 64),
         "w2" => (&[512, 512], 256),
+        "w3" => (&[], 64),
         other => {
-            eprintln!("error: unknown workload `{other}`, expected w1 or w2");
+            eprintln!("error: unknown workload `{other}`, expected w1, w2 or w3");
             std::process::exit(2);
         }
     };
@@ -57,13 +60,31 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2);
     });
-    let mut builder = Sequential::<f32>::new();
-    let mut width = 784;
-    for &h in hidden {
-        builder = builder.linear(width, h).relu();
-        width = h;
-    }
-    let (model, mut params) = builder.linear(width, 10).build(0).expect("valid sizes");
+    let (model, mut params) = if workload == "w3" {
+        Sequential::<f32>::new()
+            .input(&[784])
+            .reshape(&[1, 28, 28])
+            .conv2d(1, 32, 3)
+            .relu()
+            .max_pool2d(2)
+            .conv2d(32, 64, 3)
+            .relu()
+            .max_pool2d(2)
+            .flatten()
+            .linear(1600, 128)
+            .relu()
+            .linear(128, 10)
+            .build(0)
+            .expect("valid sizes")
+    } else {
+        let mut builder = Sequential::<f32>::new();
+        let mut width = 784;
+        for &h in hidden {
+            builder = builder.linear(width, h).relu();
+            width = h;
+        }
+        builder.linear(width, 10).build(0).expect("valid sizes")
+    };
     let config = TrainerConfig {
         epochs: 3,
         batch_size: BatchSize::Mini(batch),
@@ -71,7 +92,12 @@ fn main() {
         seed: 0,
         ..TrainerConfig::default()
     };
-    let mut trainer = Trainer::new(config, Sgd::new(0.1).momentum(0.9));
+    let optimizer: Box<dyn Optimizer<f32>> = if workload == "w3" {
+        Box::new(Adam::new(1e-3))
+    } else {
+        Box::new(Sgd::new(0.1).momentum(0.9))
+    };
+    let mut trainer = Trainer::new(config, optimizer);
     trainer
         .fit(&model, &mut params, &mnist.train, None)
         .expect("training runs");

@@ -18,12 +18,13 @@ for r in rows:
 order = ["gradus", "ndarray-baseline", "gradus+openblas", "ndarray-baseline+openblas", "pytorch"]
 impls = sorted({k[0] for k in runs}, key=lambda i: order.index(i) if i in order else 99)
 med = {k: statistics.median(v) for k, v in runs.items()}
-cols = [(w, t) for w in ("w1", "w2") for t in ("1", "2")]
-print("| implementation | " + " | ".join(f"{w.upper()} {t} thread{'s' if t == '2' else ''}" for w, t in cols) + " | test accuracy after 3 epochs, 1 thread (W1 / W2) |")
+workloads = sorted({k[1] for k in runs})
+cols = [(w, t) for w in workloads for t in ("1", "2")]
+print("| implementation | " + " | ".join(f"{w.upper()} {t} thread{'s' if t == '2' else ''}" for w, t in cols) + f" | test accuracy after 3 epochs, 1 thread ({' / '.join(w.upper() for w in workloads)}) |")
 print("| --- | " + " | ".join("---:" for _ in cols) + " | ---: |")
 for i in impls:
     cells = [f"{med[(i, w, t)] / 1000:.1f}k" if (i, w, t) in med else "-" for w, t in cols]
-    accs = [f"{100 * statistics.median(acc[(i, w, '1')]):.2f}%" if (i, w, "1") in acc else "-" for w in ("w1", "w2")]
+    accs = [f"{100 * statistics.median(acc[(i, w, '1')]):.2f}%" if (i, w, "1") in acc else "-" for w in workloads]
     print(f"| {names[i]} | " + " | ".join(cells) + f" | {' / '.join(accs)} |")
 print()
 
@@ -39,11 +40,11 @@ print("| --- | " + " | ".join("---:" for _ in cols) + " |")
 for g in ("gradus", "gradus+openblas"):
     if any(k[0] == g for k in med):
         base = g.replace("gradus", "ndarray-baseline")
-        print(f"| {g} / PyTorch (targets 2.0, 1.8, 1.6, 1.4) | " + " | ".join(ratio(g, "pytorch", w, t) for w, t in cols) + " |")
+        print(f"| {g} / PyTorch (targets: W1 2.0, 1.8; W2 1.6, 1.4; W3 1.5, 1.5) | " + " | ".join(ratio(g, "pytorch", w, t) for w, t in cols) + " |")
         print(f"| {g} / {base} (target 0.9) | " + " | ".join(ratio(g, base, w, t) for w, t in cols) + " |")
 print()
 for g in ("gradus", "gradus+openblas"):
-    for w in ("w1", "w2"):
+    for w in workloads:
         if (g, w, "1") in med and (g, w, "2") in med:
             print(f"{g} 2 threads / 1 thread on {w.upper()}: {med[(g, w, '2')] / med[(g, w, '1')]:.2f}" + (" (target 1.4)" if w == "w2" else "") + "  ")
 for (g, w), (n, gemm) in sorted(allocs.items()):

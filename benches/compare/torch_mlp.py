@@ -3,8 +3,10 @@
 
     python3 benches/compare/torch_mlp.py w1 --threads 1
 
-W1: MLP 784-128-10, batch 64; W2: 784-512-512-10, batch 256. ReLU, cross-entropy (mean),
-SGD lr 0.1 momentum 0.9, f32, the 60,000 MNIST training images reshuffled every epoch.
+W1: MLP 784-128-10, batch 64; W2: 784-512-512-10, batch 256; both ReLU, SGD lr 0.1
+momentum 0.9. W3: conv(1->32, 3x3) -> ReLU -> maxpool 2 -> conv(32->64, 3x3) -> ReLU ->
+maxpool 2 -> flatten (1600) -> linear(128) -> ReLU -> linear(10), Adam lr 1e-3, batch 64.
+All: cross-entropy (mean), f32, the 60,000 MNIST training images reshuffled every epoch.
 Prints one JSON line like the Rust runners: median samples/s of epochs 2-4 and the test
 accuracy after 3 epochs.
 """
@@ -29,7 +31,7 @@ def idx(path):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("workload", choices=["w1", "w2"])
+    p.add_argument("workload", choices=["w1", "w2", "w3"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "../../data/mnist"))
     a = p.parse_args()
@@ -40,13 +42,24 @@ def main():
     y = torch.tensor(idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
     xt = torch.tensor(idx(f"{d}/t10k-images-idx3-ubyte.gz").reshape(-1, 784), dtype=torch.float32) / 255.0
     yt = torch.tensor(idx(f"{d}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
-    hidden, batch = ([128], 64) if a.workload == "w1" else ([512, 512], 256)
-    layers, width = [], 784
-    for h in hidden:
-        layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
-        width = h
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(width, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    nn = torch.nn
+    if a.workload == "w3":
+        batch = 64
+        model = nn.Sequential(
+            nn.Unflatten(1, (1, 28, 28)),
+            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10),
+        )
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        hidden, batch = ([128], 64) if a.workload == "w1" else ([512, 512], 256)
+        layers, width = [], 784
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        model = nn.Sequential(*layers, nn.Linear(width, 10))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
     rates, accuracy = [], 0.0
     for epoch in range(1, 5):

@@ -20,12 +20,15 @@
 //! ```
 
 mod builder;
+mod conv;
 mod init;
 mod layers;
 mod module;
 mod sequential;
 
 pub use builder::ParamBuilder;
+pub use conv::{BatchNorm, Conv2d, Conv2dConfig, Pool2d, Reshape};
+pub use gradus_autograd::ops::conv::Pair;
 pub use init::{FanMode, Init, Nonlinearity};
 pub use layers::{Activation, Dropout, Flatten, Linear, LinearConfig};
 pub use module::{BufferUpdates, ForwardCtx, Module};

@@ -3,7 +3,10 @@
 
 use gradus_autograd::{DuplicateName, Float, ParamStore, Var};
 
-use crate::{Activation, Dropout, Flatten, ForwardCtx, LinearConfig, Module, ParamBuilder};
+use crate::{
+    Activation, BatchNorm, Conv2dConfig, Dropout, Flatten, ForwardCtx, LinearConfig, Module, Pair,
+    ParamBuilder, Pool2d, Reshape,
+};
 
 /// Why a network could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -27,6 +30,25 @@ pub enum LayerError {
         /// The size that layer produces.
         found: usize,
     },
+    /// A layer cannot take the shape of the samples that reach it.
+    #[error(
+        "layer {layer} ({layer_desc}) expects {expected} per sample but {source_desc} produces \
+         {found:?}{hint}"
+    )]
+    ShapeMismatch {
+        /// Index of the layer that does not fit.
+        layer: usize,
+        /// Its description.
+        layer_desc: String,
+        /// What it takes, e.g. `[784]` or `[1, h, w]`.
+        expected: String,
+        /// `the input` or the layer before it, with its index.
+        source_desc: String,
+        /// The per-sample shape that reaches it.
+        found: Vec<usize>,
+        /// How to fix it, if there is an obvious way (`: add .flatten() before it`).
+        hint: String,
+    },
     /// A layer's configuration is invalid.
     #[error("layer {layer} ({layer_desc}): {message}")]
     Invalid {
@@ -48,6 +70,10 @@ enum Spec {
     Activation(Activation),
     Dropout(f64),
     Flatten,
+    Conv2d(Conv2dConfig),
+    Pool(Pool2d),
+    BatchNorm { channels: usize, two_d: bool },
+    Reshape(Vec<usize>),
 }
 
 impl Spec {
@@ -57,6 +83,15 @@ impl Spec {
             Spec::Activation(a) => format!("{a:?}"),
             Spec::Dropout(p) => format!("Dropout({p})"),
             Spec::Flatten => "Flatten".into(),
+            Spec::Conv2d(c) => format!(
+                "Conv2d({} -> {}, {}x{})",
+                c.in_channels, c.out_channels, c.kernel_size.0, c.kernel_size.1
+            ),
+            Spec::Pool(p) => Module::<f32>::describe(p),
+            Spec::BatchNorm { channels, two_d } => {
+                format!("BatchNorm{}d({channels})", if *two_d { 2 } else { 1 })
+            }
+            Spec::Reshape(r) => format!("Reshape({r:?})"),
         }
     }
 }
@@ -85,6 +120,10 @@ impl Spec {
 /// ```
 pub struct Sequential<T: Float = f32> {
     layers: Vec<Box<dyn Module<T> + Send + Sync>>,
+    /// The per-sample input shape, when the builder was given one.
+    input: Option<Vec<usize>>,
+    /// Each layer's per-sample output shape, where known.
+    shapes: Vec<Option<Vec<usize>>>,
 }
 
 impl<T: Float> std::fmt::Debug for Sequential<T> {
@@ -99,6 +138,7 @@ impl<T: Float> std::fmt::Debug for Sequential<T> {
 #[derive(Clone, Debug, Default)]
 pub struct SequentialBuilder<T: Float = f32> {
     specs: Vec<Spec>,
+    input: Option<Vec<usize>>,
     _t: std::marker::PhantomData<T>,
 }
 
@@ -108,18 +148,35 @@ impl<T: Float> Sequential<T> {
     pub fn new() -> SequentialBuilder<T> {
         SequentialBuilder {
             specs: Vec::new(),
+            input: None,
             _t: std::marker::PhantomData,
         }
     }
 
     /// An empty network, to fill with [`Sequential::push`].
     pub fn empty() -> Self {
-        Self { layers: Vec::new() }
+        Self {
+            layers: Vec::new(),
+            input: None,
+            shapes: Vec::new(),
+        }
     }
 
     /// Appends a module (a custom layer whose parameters are already in the store).
     pub fn push(&mut self, layer: impl Module<T> + Send + Sync + 'static) {
         self.layers.push(Box::new(layer));
+        self.shapes.push(None);
+    }
+
+    /// The per-sample input shape the builder was given ([`SequentialBuilder::input`]), or
+    /// the input features of a first `Linear` layer.
+    pub fn input_shape(&self) -> Option<&[usize]> {
+        self.input.as_deref()
+    }
+
+    /// The per-sample output shape, where the builder could infer it.
+    pub fn output_shape(&self) -> Option<&[usize]> {
+        self.shapes.last().and_then(|s| s.as_deref())
     }
 
     /// Number of layers.
@@ -146,12 +203,19 @@ impl<T: Float> Sequential<T> {
                 .map(|(_, _, v)| v.len())
                 .sum();
             total += n;
+            let shape = match self.shapes.get(i) {
+                Some(Some(s)) => format!("{s:?}"),
+                _ => "?".into(),
+            };
             out.push_str(&format!(
-                "{i:>3}  {:<28} {n:>10} parameters\n",
+                "{i:>3}  {:<44} {shape:<16} {n:>10} parameters\n",
                 layer.describe()
             ));
         }
-        out.push_str(&format!("     {:<28} {total:>10} parameters", "total"));
+        out.push_str(&format!(
+            "     {:<44} {:<16} {total:>10} parameters",
+            "total", ""
+        ));
         out
     }
 }
@@ -235,6 +299,118 @@ impl<T: Float> SequentialBuilder<T> {
         self.with(Spec::Flatten)
     }
 
+    /// The shape of one input sample (without the batch axis), e.g. `[1, 28, 28]`: the
+    /// builder then checks every layer against the shape that reaches it and infers the
+    /// shapes through convolutions, pooling and flatten.
+    ///
+    /// ```
+    /// use gradus_layers::Sequential;
+    /// let (model, _) = Sequential::<f32>::new()
+    ///     .input(&[1, 28, 28])
+    ///     .conv2d(1, 32, 3).relu().max_pool2d(2)
+    ///     .conv2d(32, 64, 3).relu().max_pool2d(2)
+    ///     .flatten().linear(1600, 128).relu().linear(128, 10)
+    ///     .build(0)?;
+    /// assert_eq!(model.output_shape(), Some(&[10][..]));
+    ///
+    /// // A size error names the layer and both shapes.
+    /// let err = Sequential::<f32>::new().input(&[1, 28, 28]).conv2d(1, 8, 3).linear(5408, 10).build(0).unwrap_err();
+    /// assert_eq!(err.to_string(), "layer 1 (Linear(5408 -> 10)) expects [5408] per sample but \
+    ///     layer 0 (Conv2d(1 -> 8, 3x3)) produces [8, 26, 26]: add .flatten() before it");
+    /// # Ok::<(), gradus_layers::LayerError>(())
+    /// ```
+    pub fn input(mut self, shape: &[usize]) -> Self {
+        self.input = Some(shape.to_vec());
+        self
+    }
+
+    /// A 2-D convolution with PyTorch's defaults (stride 1, no padding).
+    pub fn conv2d(
+        self,
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: impl Into<Pair>,
+    ) -> Self {
+        self.with(Spec::Conv2d(Conv2dConfig::new(
+            in_channels,
+            out_channels,
+            kernel_size,
+        )))
+    }
+
+    /// A 2-D convolution with an explicit configuration.
+    pub fn conv2d_with(self, config: Conv2dConfig) -> Self {
+        self.with(Spec::Conv2d(config))
+    }
+
+    /// Max pooling with stride = kernel and no padding (PyTorch's defaults).
+    pub fn max_pool2d(self, kernel: impl Into<Pair>) -> Self {
+        let kernel = kernel.into();
+        self.max_pool2d_with(kernel, kernel, 0)
+    }
+
+    /// Max pooling with an explicit stride and padding.
+    pub fn max_pool2d_with(
+        self,
+        kernel: impl Into<Pair>,
+        stride: impl Into<Pair>,
+        padding: impl Into<Pair>,
+    ) -> Self {
+        self.with(Spec::Pool(Pool2d::Max {
+            kernel: kernel.into(),
+            stride: stride.into(),
+            padding: padding.into(),
+        }))
+    }
+
+    /// Average pooling with stride = kernel and no padding.
+    pub fn avg_pool2d(self, kernel: impl Into<Pair>) -> Self {
+        let kernel = kernel.into();
+        self.avg_pool2d_with(kernel, kernel, 0)
+    }
+
+    /// Average pooling with an explicit stride and padding (counted in the divisor).
+    pub fn avg_pool2d_with(
+        self,
+        kernel: impl Into<Pair>,
+        stride: impl Into<Pair>,
+        padding: impl Into<Pair>,
+    ) -> Self {
+        self.with(Spec::Pool(Pool2d::Avg {
+            kernel: kernel.into(),
+            stride: stride.into(),
+            padding: padding.into(),
+        }))
+    }
+
+    /// Average pooling to a fixed `output` grid (`1` is global average pooling).
+    pub fn adaptive_avg_pool2d(self, output: impl Into<Pair>) -> Self {
+        self.with(Spec::Pool(Pool2d::AdaptiveAvg {
+            output: output.into(),
+        }))
+    }
+
+    /// Batch normalisation over `[n, c]` or `[n, c, l]` (PyTorch's `BatchNorm1d`).
+    pub fn batch_norm1d(self, channels: usize) -> Self {
+        self.with(Spec::BatchNorm {
+            channels,
+            two_d: false,
+        })
+    }
+
+    /// Batch normalisation over `[n, c, h, w]` (PyTorch's `BatchNorm2d`).
+    pub fn batch_norm2d(self, channels: usize) -> Self {
+        self.with(Spec::BatchNorm {
+            channels,
+            two_d: true,
+        })
+    }
+
+    /// Gives every sample the shape `shape` (e.g. `[1, 28, 28]` for flat MNIST rows).
+    pub fn reshape(self, shape: &[usize]) -> Self {
+        self.with(Spec::Reshape(shape.to_vec()))
+    }
+
     /// Checks the layers and initialises the parameters from a ChaCha8 RNG seeded with `seed`.
     pub fn build(self, seed: u64) -> Result<(Sequential<T>, ParamStore<T>), LayerError> {
         let mut b = ParamBuilder::new(seed);
@@ -261,7 +437,7 @@ impl<T: Float> SequentialBuilder<T> {
         b: &mut ParamBuilder<T>,
         prefix: &str,
     ) -> Result<Sequential<T>, LayerError> {
-        self.check()?;
+        let shapes = self.check()?;
         let mut layers: Vec<Box<dyn Module<T> + Send + Sync>> = Vec::new();
         for (i, spec) in self.specs.into_iter().enumerate() {
             let name = if prefix.is_empty() {
@@ -274,47 +450,220 @@ impl<T: Float> SequentialBuilder<T> {
                 Spec::Activation(a) => layers.push(Box::new(a)),
                 Spec::Dropout(p) => layers.push(Box::new(Dropout(p))),
                 Spec::Flatten => layers.push(Box::new(Flatten)),
+                Spec::Conv2d(c) => layers.push(Box::new(c.init(b, &name)?)),
+                Spec::Pool(p) => layers.push(Box::new(p)),
+                Spec::BatchNorm { channels, .. } => {
+                    layers.push(Box::new(BatchNorm::new(b, &name, channels)?))
+                }
+                Spec::Reshape(r) => layers.push(Box::new(Reshape(r))),
             }
         }
-        Ok(Sequential { layers })
+        Ok(Sequential {
+            layers,
+            input: self.input,
+            shapes,
+        })
     }
 
-    fn check(&self) -> Result<(), LayerError> {
-        let mut features: Option<(usize, usize)> = None; // (size, layer that set it)
+    /// Checks every layer against the per-sample shape that reaches it (where known) and
+    /// returns each layer's output shape.
+    fn check(&self) -> Result<Vec<Option<Vec<usize>>>, LayerError> {
+        // The per-sample shape so far and the layer that made it (None: the input).
+        let mut shape: Option<(Vec<usize>, Option<usize>)> = self.input.clone().map(|s| (s, None));
+        let mut shapes = Vec::with_capacity(self.specs.len());
         for (i, spec) in self.specs.iter().enumerate() {
             let invalid = |message: String| LayerError::Invalid {
                 layer: i,
                 layer_desc: spec.describe(),
                 message,
             };
-            match spec {
+            let mismatch = |expected: String, found: &[usize], from: Option<usize>, hint: &str| {
+                LayerError::ShapeMismatch {
+                    layer: i,
+                    layer_desc: spec.describe(),
+                    expected,
+                    source_desc: match from {
+                        Some(p) => format!("layer {p} ({})", self.specs[p].describe()),
+                        None => "the input".into(),
+                    },
+                    found: found.to_vec(),
+                    hint: hint.into(),
+                }
+            };
+            let image =
+                |channels: usize, what: &str| -> Result<Option<(usize, usize)>, LayerError> {
+                    match &shape {
+                        Some((s, from)) if s.len() != 3 || s[0] != channels => Err(mismatch(
+                            format!("[{channels}, h, w]{what}"),
+                            s,
+                            *from,
+                            if s.len() == 1 {
+                                ": add .reshape(&[c, h, w]) before it"
+                            } else {
+                                ""
+                            },
+                        )),
+                        Some((s, _)) => Ok(Some((s[1], s[2]))),
+                        None => Ok(None),
+                    }
+                };
+            let out: Option<Vec<usize>> = match spec {
                 Spec::Linear(c) => {
                     if c.in_features == 0 || c.out_features == 0 {
                         return Err(invalid(
                             "in_features and out_features must be at least 1".into(),
                         ));
                     }
-                    if let Some((found, previous)) = features
-                        && found != c.in_features
-                    {
-                        return Err(LayerError::SizeMismatch {
-                            layer: i,
-                            layer_desc: spec.describe(),
-                            expected: c.in_features,
-                            previous,
-                            previous_desc: self.specs[previous].describe(),
-                            found,
-                        });
+                    match &shape {
+                        Some((s, Some(previous))) if s.len() == 1 && s[0] != c.in_features => {
+                            return Err(LayerError::SizeMismatch {
+                                layer: i,
+                                layer_desc: spec.describe(),
+                                expected: c.in_features,
+                                previous: *previous,
+                                previous_desc: self.specs[*previous].describe(),
+                                found: s[0],
+                            });
+                        }
+                        Some((s, from)) if s.len() != 1 || s[0] != c.in_features => {
+                            let hint = if s.len() > 1 {
+                                ": add .flatten() before it"
+                            } else {
+                                ""
+                            };
+                            return Err(mismatch(format!("[{}]", c.in_features), s, *from, hint));
+                        }
+                        _ => Some(vec![c.out_features]),
                     }
-                    features = Some((c.out_features, i));
                 }
+                Spec::Conv2d(c) => {
+                    if c.in_channels == 0
+                        || c.out_channels == 0
+                        || c.groups == 0
+                        || c.in_channels % c.groups != 0
+                        || c.out_channels % c.groups != 0
+                    {
+                        return Err(invalid(format!(
+                            "channels {} -> {} must be at least 1 and divisible by groups {}",
+                            c.in_channels, c.out_channels, c.groups
+                        )));
+                    }
+                    let Pair(kh, kw) = c.kernel_size;
+                    if kh == 0
+                        || kw == 0
+                        || c.stride.0 == 0
+                        || c.stride.1 == 0
+                        || c.dilation.0 == 0
+                        || c.dilation.1 == 0
+                    {
+                        return Err(invalid(
+                            "kernel, stride and dilation must be at least 1".into(),
+                        ));
+                    }
+                    match image(c.in_channels, "")? {
+                        Some((h, w)) => match c.output_size(h, w) {
+                            (0, _) | (_, 0) => {
+                                return Err(invalid(format!(
+                                    "the kernel does not fit a {h}x{w} input"
+                                )));
+                            }
+                            (oh, ow) => Some(vec![c.out_channels, oh, ow]),
+                        },
+                        None => None,
+                    }
+                }
+                Spec::Pool(p) => {
+                    if let Pool2d::Max {
+                        kernel,
+                        stride,
+                        padding,
+                    }
+                    | Pool2d::Avg {
+                        kernel,
+                        stride,
+                        padding,
+                    } = p
+                        && (kernel.0 == 0
+                            || kernel.1 == 0
+                            || stride.0 == 0
+                            || stride.1 == 0
+                            || 2 * padding.0 > kernel.0
+                            || 2 * padding.1 > kernel.1)
+                    {
+                        return Err(invalid(
+                            "kernel and stride must be at least 1, padding at most half the kernel"
+                                .into(),
+                        ));
+                    }
+                    match &shape {
+                        Some((s, from)) if s.len() != 3 => {
+                            return Err(mismatch("[c, h, w]".into(), s, *from, ""));
+                        }
+                        Some((s, _)) => match p.output_size(s[1], s[2]) {
+                            (0, _) | (_, 0) => {
+                                return Err(invalid(format!(
+                                    "the window does not fit a {}x{} input",
+                                    s[1], s[2]
+                                )));
+                            }
+                            (oh, ow) => Some(vec![s[0], oh, ow]),
+                        },
+                        None => None,
+                    }
+                }
+                Spec::BatchNorm { channels, two_d } => {
+                    if *channels == 0 {
+                        return Err(invalid("channels must be at least 1".into()));
+                    }
+                    match &shape {
+                        Some((s, from)) => {
+                            let fits = s.first() == Some(channels)
+                                && if *two_d { s.len() == 3 } else { s.len() <= 2 };
+                            if !fits {
+                                let expected = if *two_d {
+                                    format!("[{channels}, h, w]")
+                                } else {
+                                    format!("[{channels}] or [{channels}, l]")
+                                };
+                                return Err(mismatch(expected, s, *from, ""));
+                            }
+                            Some(s.clone())
+                        }
+                        None => None,
+                    }
+                }
+                Spec::Reshape(r) => {
+                    if let Some((s, from)) = &shape
+                        && s.iter().product::<usize>() != r.iter().product::<usize>()
+                    {
+                        return Err(mismatch(
+                            format!("{} elements", r.iter().product::<usize>()),
+                            s,
+                            *from,
+                            "",
+                        ));
+                    }
+                    Some(r.clone())
+                }
+                Spec::Flatten => shape.as_ref().map(|(s, _)| vec![s.iter().product()]),
                 Spec::Dropout(p) if !(0.0..1.0).contains(p) => {
                     return Err(invalid(format!("probability {p} is not in [0, 1)")));
                 }
-                Spec::Flatten => features = None,
-                _ => {}
-            }
+                Spec::Dropout(_) | Spec::Activation(_) => shape.as_ref().map(|(s, _)| s.clone()),
+            };
+            // Layers that keep the shape keep its source too, so a mismatch names the layer
+            // that set the size.
+            let keeps = matches!(
+                spec,
+                Spec::Dropout(_) | Spec::Activation(_) | Spec::BatchNorm { .. }
+            );
+            shape = match out.clone() {
+                Some(o) if keeps => shape.map(|(_, from)| (o, from)),
+                Some(o) => Some((o, Some(i))),
+                None => None,
+            };
+            shapes.push(out);
         }
-        Ok(())
+        Ok(shapes)
     }
 }

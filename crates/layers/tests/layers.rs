@@ -213,10 +213,20 @@ fn builder_rejects_bad_layers() {
         .build(0)
         .unwrap_err();
     assert!(err.to_string().contains("probability 1.5"), "{err}");
-    // Flatten forgets the feature count, so any following Linear is accepted.
+    // Flatten keeps a known size: a Linear after it is checked too.
+    let err = Sequential::<f32>::new()
+        .linear(3, 4)
+        .flatten()
+        .linear(12, 2)
+        .build(0)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "layer 2 (Linear(12 -> 2)) expects 12 input features but layer 1 (Flatten) produces 4"
+    );
+    // Without an input shape, what comes before the first sized layer is not checked.
     assert!(
         Sequential::<f32>::new()
-            .linear(3, 4)
             .flatten()
             .linear(12, 2)
             .build(0)

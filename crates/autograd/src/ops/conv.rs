@@ -92,6 +92,7 @@ impl Geometry {
 
     /// The input row (or column) that output position `o` with kernel offset `k` reads, if
     /// it is not padding.
+    #[inline]
     fn source(
         o: usize,
         k: usize,
@@ -105,6 +106,26 @@ impl Geometry {
             .filter(|&i| i < len)
     }
 
+    /// The output positions `o0..o1` (of `outs`) whose input index `o * stride + k * dilation
+    /// - pad` lies inside `0..len`, and the input index of `o0`.
+    #[inline]
+    fn valid(
+        outs: usize,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+        pad: usize,
+        len: usize,
+    ) -> (usize, usize, usize) {
+        let off = k * dilation;
+        let o0 = pad.saturating_sub(off).div_ceil(stride);
+        let o1 = (len + pad).saturating_sub(off).div_ceil(stride).min(outs);
+        if o0 >= o1 {
+            return (0, 0, 0);
+        }
+        (o0, o1, o0 * stride + off - pad)
+    }
+
     fn positions(&self) -> usize {
         self.oh * self.ow
     }
@@ -112,31 +133,30 @@ impl Geometry {
 
 /// The columns of one group: row `(ci * kh + ki) * kw + kj`, column `ni * P + oy * ow + ox`
 /// holds the input value that kernel element `(ci, ki, kj)` meets at output `(oy, ox)` of
-/// sample `ni` (0 in padding).
+/// sample `ni` (0 in padding). The storage comes from the pool.
 fn im2col<T: Float>(x: &[T], g: &Geometry, channels: std::ops::Range<usize>) -> Array2<T> {
     let p = g.positions();
     let rows = channels.len() * g.kh * g.kw;
-    let mut cols = Array2::<T>::zeros((rows, g.n * p));
-    let data = cols.as_slice_mut().expect("fresh array");
+    let mut cols = pooled_zeros::<T>(rows, g.n * p);
+    let data = cols.as_slice_mut().expect("pooled storage is contiguous");
     for (ci, c) in channels.enumerate() {
         for ki in 0..g.kh {
+            let (y0, y1, iy0) =
+                Geometry::valid(g.oh, ki, g.stride.0, g.dilation.0, g.padding.0, g.h);
             for kj in 0..g.kw {
+                let (x0, x1, ix0) =
+                    Geometry::valid(g.ow, kj, g.stride.1, g.dilation.1, g.padding.1, g.w);
                 let row = ((ci * g.kh + ki) * g.kw + kj) * g.n * p;
                 for ni in 0..g.n {
                     let plane = &x[(ni * g.c + c) * g.h * g.w..][..g.h * g.w];
                     let out = &mut data[row + ni * p..][..p];
-                    for oy in 0..g.oh {
-                        let Some(iy) =
-                            Geometry::source(oy, ki, g.stride.0, g.dilation.0, g.padding.0, g.h)
-                        else {
-                            continue;
-                        };
+                    for (oy, iy) in (y0..y1).zip((iy0..).step_by(g.stride.0)) {
                         let line = &plane[iy * g.w..][..g.w];
-                        let dst = &mut out[oy * g.ow..][..g.ow];
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            if let Some(ix) =
-                                Geometry::source(ox, kj, g.stride.1, g.dilation.1, g.padding.1, g.w)
-                            {
+                        let dst = &mut out[oy * g.ow + x0..oy * g.ow + x1];
+                        if g.stride.1 == 1 {
+                            dst.copy_from_slice(&line[ix0..ix0 + (x1 - x0)]);
+                        } else {
+                            for (d, ix) in dst.iter_mut().zip((ix0..).step_by(g.stride.1)) {
                                 *d = line[ix];
                             }
                         }
@@ -159,22 +179,24 @@ fn col2im<T: Float>(
     let data = cols.as_slice().expect("standard layout");
     for (ci, c) in channels.enumerate() {
         for ki in 0..g.kh {
+            let (y0, y1, iy0) =
+                Geometry::valid(g.oh, ki, g.stride.0, g.dilation.0, g.padding.0, g.h);
             for kj in 0..g.kw {
+                let (x0, x1, ix0) =
+                    Geometry::valid(g.ow, kj, g.stride.1, g.dilation.1, g.padding.1, g.w);
                 let row = ((ci * g.kh + ki) * g.kw + kj) * g.n * p;
                 for ni in 0..g.n {
                     let plane = &mut dx[(ni * g.c + c) * g.h * g.w..][..g.h * g.w];
                     let src = &data[row + ni * p..][..p];
-                    for oy in 0..g.oh {
-                        let Some(iy) =
-                            Geometry::source(oy, ki, g.stride.0, g.dilation.0, g.padding.0, g.h)
-                        else {
-                            continue;
-                        };
+                    for (oy, iy) in (y0..y1).zip((iy0..).step_by(g.stride.0)) {
                         let line = &mut plane[iy * g.w..][..g.w];
-                        for (ox, &s) in src[oy * g.ow..][..g.ow].iter().enumerate() {
-                            if let Some(ix) =
-                                Geometry::source(ox, kj, g.stride.1, g.dilation.1, g.padding.1, g.w)
-                            {
+                        let from = &src[oy * g.ow + x0..oy * g.ow + x1];
+                        if g.stride.1 == 1 {
+                            for (d, &s) in line[ix0..ix0 + (x1 - x0)].iter_mut().zip(from) {
+                                *d += s;
+                            }
+                        } else {
+                            for (&s, ix) in from.iter().zip((ix0..).step_by(g.stride.1)) {
                                 line[ix] += s;
                             }
                         }
@@ -183,6 +205,13 @@ fn col2im<T: Float>(
             }
         }
     }
+}
+
+/// An `[r, c]` matrix of zeros on pooled storage.
+fn pooled_zeros<T: Float>(r: usize, c: usize) -> Array2<T> {
+    let mut v = pool::take::<T>(r * c);
+    v.resize(r * c, T::zero());
+    Array2::from_shape_vec((r, c), v).expect("sized above")
 }
 
 /// `[og, n * P]` (a GEMM's result for one group) into rows `og0..` of an `[n, o, P]` output.
@@ -204,9 +233,9 @@ fn gather_group<T: Float>(
     og: usize,
     p: usize,
 ) -> Array2<T> {
-    let mut y = Array2::<T>::zeros((og, n * p));
+    let mut y = pooled_zeros::<T>(og, n * p);
     for (oi, mut row) in y.outer_iter_mut().enumerate() {
-        let row = row.as_slice_mut().expect("fresh array");
+        let row = row.as_slice_mut().expect("pooled storage is contiguous");
         for ni in 0..n {
             row[ni * p..][..p].copy_from_slice(&g[(ni * o + og0 + oi) * p..][..p]);
         }
@@ -284,9 +313,10 @@ impl<'t, T: Float> Var<'t, T> {
                 let cols = im2col(&xs, &g, gi * cg..(gi + 1) * cg);
                 let wg = ArrayView2::from_shape((og, k), &ws[gi * og * k..][..og * k])
                     .expect("sizes checked");
-                let mut y = Array2::<T>::zeros((og, g.n * p));
+                let mut y = pooled_zeros::<T>(og, g.n * p);
                 general_mat_mul(T::one(), &wg, &cols, T::zero(), &mut y);
                 scatter_group(&y, out_s, g.n, o, gi * og, p);
+                pool::recycle(y.into_dyn());
                 saved.push(cols);
             }
         }
@@ -304,7 +334,7 @@ impl<'t, T: Float> Var<'t, T> {
                 let gs = contiguous(grad);
                 let w = inputs[1];
                 let ws = contiguous(w);
-                let mut dx = needs[0].then(|| ArrayD::<T>::zeros(IxDyn(&[g.n, g.c, g.h, g.w])));
+                let mut dx = needs[0].then(|| pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero()));
                 let mut dw = needs[1].then(|| Array2::<T>::zeros((o, k)));
                 for (gi, cols) in saved.iter().enumerate() {
                     let gy = gather_group(&gs, g.n, o, gi * og, og, p);
@@ -315,15 +345,20 @@ impl<'t, T: Float> Var<'t, T> {
                     if let Some(dx) = &mut dx {
                         let wg = ArrayView2::from_shape((og, k), &ws[gi * og * k..][..og * k])
                             .expect("sizes checked");
-                        let mut dcols = Array2::<T>::zeros((k, g.n * p));
+                        let mut dcols = pooled_zeros::<T>(k, g.n * p);
                         general_mat_mul(T::one(), &wg.t(), &gy, T::zero(), &mut dcols);
                         col2im(
                             &dcols,
-                            dx.as_slice_mut().expect("fresh array"),
+                            dx.as_slice_mut().expect("pooled storage is contiguous"),
                             &g,
                             gi * cg..(gi + 1) * cg,
                         );
+                        pool::recycle(dcols.into_dyn());
                     }
+                    pool::recycle(gy.into_dyn());
+                }
+                for cols in saved {
+                    pool::recycle(cols.into_dyn());
                 }
                 let mut grads = smallvec![
                     dx,
@@ -372,12 +407,43 @@ impl<'t, T: Float> Var<'t, T> {
             2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1,
             "max_pool2d: padding {padding:?} must be at most half the kernel {kernel:?}"
         );
+        assert!(
+            g.h * g.w <= u32::MAX as usize,
+            "max_pool2d: planes of {}x{} are too large",
+            g.h,
+            g.w
+        );
         let xs = contiguous(&x);
         let planes = g.n * g.c;
-        let mut argmax = vec![0usize; planes * g.positions()];
+        let mut argmax = vec![0u32; planes * g.positions()];
         let mut out = pool::scratch::<T>(&[g.n, g.c, g.oh, g.ow]);
         let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
-        for plane in 0..planes {
+        // NaN propagates as the maximum, as in PyTorch.
+        let better = |v: T, b: T| v > b || (v.is_nan() && !b.is_nan());
+        if padding == Pair(0, 0) {
+            // Every window lies inside the input: no bounds to test.
+            for plane in 0..planes {
+                let src = &xs[plane * g.h * g.w..][..g.h * g.w];
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let first = oy * g.stride.0 * g.w + ox * g.stride.1;
+                        let (mut at, mut best) = (first, src[first]);
+                        for ki in 0..g.kh {
+                            let row = first + ki * g.w;
+                            for (kj, &v) in src[row..row + g.kw].iter().enumerate() {
+                                if better(v, best) {
+                                    (at, best) = (row + kj, v);
+                                }
+                            }
+                        }
+                        let o = plane * g.positions() + oy * g.ow + ox;
+                        argmax[o] = at as u32;
+                        out_s[o] = best;
+                    }
+                }
+            }
+        }
+        for plane in (0..planes).filter(|_| padding != Pair(0, 0)) {
             let src = &xs[plane * g.h * g.w..][..g.h * g.w];
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
@@ -394,8 +460,7 @@ impl<'t, T: Float> Var<'t, T> {
                                 continue;
                             };
                             let v = src[iy * g.w + ix];
-                            // NaN propagates as the maximum, as in PyTorch.
-                            if best.is_none_or(|(_, b)| v > b || (v.is_nan() && !b.is_nan())) {
+                            if best.is_none_or(|(_, b)| better(v, b)) {
                                 best = Some((iy * g.w + ix, v));
                             }
                         }
@@ -403,7 +468,7 @@ impl<'t, T: Float> Var<'t, T> {
                     let (at, v) =
                         best.expect("a window holds at least one element (padding <= kernel / 2)");
                     let o = plane * g.positions() + oy * g.ow + ox;
-                    argmax[o] = at;
+                    argmax[o] = at as u32;
                     out_s[o] = v;
                 }
             }
@@ -411,11 +476,11 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape
             .push_op("max_pool2d", &[self], out, move |grad, _, _, _| {
                 let gs = contiguous(grad);
-                let mut dx = ArrayD::<T>::zeros(IxDyn(&[g.n, g.c, g.h, g.w]));
-                let d = dx.as_slice_mut().expect("fresh array");
+                let mut dx = pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero());
+                let d = dx.as_slice_mut().expect("pooled storage is contiguous");
                 let p = g.positions();
                 for (o, (&at, &gv)) in argmax.iter().zip(gs.iter()).enumerate() {
-                    d[(o / p) * g.h * g.w + at] += gv;
+                    d[(o / p) * g.h * g.w + at as usize] += gv;
                 }
                 smallvec![Some(dx)]
             })
@@ -594,6 +659,15 @@ mod tests {
     fn gradcheck_pooling() {
         // Distinct values keep the max away from ties, where it has no derivative.
         let x = sample(&[2, 3, 6, 5], 31);
+        // Without padding (the path with no bounds tests), overlapping and not.
+        check(
+            |v: &[Var<'_, f64>]| v[0].max_pool2d(2, 2, 0).square().sum(),
+            std::slice::from_ref(&x),
+        );
+        check(
+            |v: &[Var<'_, f64>]| v[0].max_pool2d(3, (2, 1), 0).square().sum(),
+            std::slice::from_ref(&x),
+        );
         check(
             |v: &[Var<'_, f64>]| v[0].max_pool2d((3, 2), (2, 1), 1).square().sum(),
             std::slice::from_ref(&x),

@@ -1,5 +1,5 @@
-//! Batch normalisation, composed from the reductions and arithmetic (so its gradient is theirs
-//! and needs no rule of its own), with PyTorch's `F.batch_norm` semantics.
+//! Batch normalisation with PyTorch's `F.batch_norm` semantics, as one fused op: a pass for
+//! the statistics and one for the output forward, and the closed-form gradient backward.
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -67,54 +67,138 @@ impl<'t, T: Float> Var<'t, T> {
                 );
             }
         }
-        // Channel-shaped values broadcast as [1, c, 1, ...].
-        let mut channel_shape = vec![1; shape.len()];
-        channel_shape[1] = c;
-        let axes: Vec<usize> = (0..shape.len()).filter(|&a| a != 1).collect();
-        let per_channel: usize = axes.iter().map(|&a| shape[a]).product();
-        let tape = self.tape;
-        let as_channels = |a: &ArrayD<T>| {
-            a.clone()
-                .into_shape_with_order(IxDyn(&channel_shape))
-                .expect("c elements")
-        };
-        let (normalised, stats) = if training {
+        let n = shape[0];
+        let inner: usize = shape[2..].iter().product();
+        let per_channel = n * inner;
+        if training {
             assert!(
                 per_channel > 1,
                 "batch_norm: expected more than 1 value per channel when training, got input shape {shape:?}"
             );
-            let mean = self.mean_axes(&axes, true);
-            let centered = self - mean;
-            let var = (centered * centered).mean_axes(&axes, true);
-            let normalised = centered / (var + T::of(eps)).sqrt();
+        }
+        let x = self.value();
+        let xs = slice_of(&x);
+        let eps = T::of(eps);
+        let count = T::of(per_channel as f64);
+        // The elements of channel `ch`: `inner` contiguous values in each of the n samples.
+        let lanes =
+            move |ch: usize| (0..n).map(move |ni| (ni * c + ch) * inner..(ni * c + ch + 1) * inner);
+        let mut mean = vec![T::zero(); c];
+        let mut invstd = vec![T::zero(); c];
+        let mut batch_var = vec![T::zero(); c];
+        for ch in 0..c {
+            let m = if training {
+                lanes(ch).flat_map(|r| xs[r].iter().copied()).sum::<T>() / count
+            } else {
+                running_mean[[ch]]
+            };
+            let var = if training {
+                let v = lanes(ch)
+                    .flat_map(|r| xs[r].iter().copied())
+                    .map(|v| (v - m) * (v - m))
+                    .sum::<T>()
+                    / count;
+                batch_var[ch] = v;
+                v
+            } else {
+                running_var[[ch]]
+            };
+            mean[ch] = m;
+            invstd[ch] = T::one() / (var + eps).sqrt();
+        }
+        let gamma: Vec<T> =
+            weight.map_or(vec![T::one(); c], |w| w.value().iter().copied().collect());
+        let beta: Vec<T> = bias.map_or(vec![T::zero(); c], |b| b.value().iter().copied().collect());
+        let mut out = crate::pool::scratch::<T>(&shape);
+        {
+            let o = out.as_slice_mut().expect("pooled storage is contiguous");
+            for ch in 0..c {
+                let (m, s, g, b) = (mean[ch], invstd[ch], gamma[ch], beta[ch]);
+                for r in lanes(ch) {
+                    for (o, &v) in o[r.clone()].iter_mut().zip(&xs[r]) {
+                        *o = (v - m) * s * g + b;
+                    }
+                }
+            }
+        }
+        let stats = training.then(|| {
             let m = T::of(momentum);
             let unbias = T::of(per_channel as f64 / (per_channel - 1) as f64);
-            let flat = |v: Var<'t, T>| {
-                v.value()
-                    .iter()
-                    .copied()
-                    .collect::<ndarray::Array1<T>>()
-                    .into_dyn()
-            };
-            let stats = RunningStats {
-                mean: running_mean.mapv(|r| r * (T::one() - m)) + flat(mean).mapv(|b| b * m),
-                var: running_var.mapv(|r| r * (T::one() - m)) + flat(var).mapv(|b| b * m * unbias),
-            };
-            (normalised, Some(stats))
-        } else {
-            let mean = tape.constant(as_channels(running_mean));
-            let std = as_channels(running_var).mapv(|v| (v + T::of(eps)).sqrt());
-            ((self - mean) / tape.constant(std), None)
-        };
-        let reshape = |v: Var<'t, T>| v.reshape(&channel_shape);
-        let mut y = normalised;
-        if let Some(w) = weight {
-            y = y * reshape(w);
-        }
-        if let Some(b) = bias {
-            y = y + reshape(b);
-        }
+            RunningStats {
+                mean: ArrayD::from_shape_fn(IxDyn(&[c]), |i| {
+                    running_mean[[i[0]]] * (T::one() - m) + mean[i[0]] * m
+                }),
+                var: ArrayD::from_shape_fn(IxDyn(&[c]), |i| {
+                    running_var[[i[0]]] * (T::one() - m) + batch_var[i[0]] * m * unbias
+                }),
+            }
+        });
+        let operands: Vec<Var<'t, T>> = std::iter::once(self).chain(weight).chain(bias).collect();
+        let (has_weight, has_bias) = (weight.is_some(), bias.is_some());
+        let y =
+            self.tape.push_op(
+                "batch_norm",
+                &operands,
+                out,
+                move |grad, _, inputs, needs| {
+                    let x = inputs[0];
+                    let xs = slice_of(x);
+                    let gs = slice_of(grad);
+                    let mut dx = needs[0].then(|| crate::pool::full::<T>(x.shape(), T::zero()));
+                    let mut dgamma = vec![T::zero(); c];
+                    let mut dbeta = vec![T::zero(); c];
+                    for ch in 0..c {
+                        let (m, s) = (mean[ch], invstd[ch]);
+                        // Sums over the channel: of the gradient, and of the gradient times x-hat.
+                        let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+                        for r in lanes(ch) {
+                            for (&g, &v) in gs[r.clone()].iter().zip(&xs[r]) {
+                                sum_g += g;
+                                sum_gx += g * (v - m) * s;
+                            }
+                        }
+                        dgamma[ch] = sum_gx;
+                        dbeta[ch] = sum_g;
+                        if let Some(dx) = &mut dx {
+                            let d = dx.as_slice_mut().expect("pooled storage is contiguous");
+                            let k = gamma[ch] * s;
+                            for r in lanes(ch) {
+                                for ((d, &g), &v) in
+                                    d[r.clone()].iter_mut().zip(&gs[r.clone()]).zip(&xs[r])
+                                {
+                                    *d = if training {
+                                        // d/dx of (x - mean) / std with the batch's mean and std.
+                                        k * (g - (sum_g + (v - m) * s * sum_gx) / count)
+                                    } else {
+                                        k * g
+                                    };
+                                }
+                            }
+                        }
+                    }
+                    let mut grads: crate::tape::Grads<T> = smallvec::smallvec![dx];
+                    if has_weight {
+                        grads.push(needs[1].then(|| {
+                            ArrayD::from_shape_vec(IxDyn(&[c]), dgamma).expect("c values")
+                        }));
+                    }
+                    if has_bias {
+                        grads.push(needs[grads.len()].then(|| {
+                            ArrayD::from_shape_vec(IxDyn(&[c]), dbeta).expect("c values")
+                        }));
+                    }
+                    grads
+                },
+            );
         (y, stats)
+    }
+}
+
+/// The elements in row-major order, borrowed when the array is contiguous.
+fn slice_of<T: Float>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => s.into(),
+        None => a.iter().copied().collect::<Vec<T>>().into(),
     }
 }
 
