@@ -1,10 +1,13 @@
-//! Trains an MLP on the real MNIST digits and saves its weights.
+//! Trains an MLP (or, with `--model cnn`, a convolutional network) on the real MNIST digits
+//! and saves its weights.
 //!
 //! ```text
 //! cargo run --example mnist                       # train with the defaults, save mnist-mlp.gradus
 //! cargo run --example mnist -- --eval mnist-mlp.gradus
 //! cargo run --example mnist -- --optimizer sgd --batch-size 1       # stochastic GD
 //! cargo run --example mnist -- --data-dir /usr/share/datasets/fashion-mnist
+//! cargo run --example mnist -- --model cnn --plot-filters filters.png   # a CNN, 3 epochs
+//! cargo run --example mnist -- --model cnn --eval mnist-cnn.gradus
 //! ```
 //!
 //! Bad flag values exit with status 2 and one line saying what is wrong.
@@ -84,15 +87,16 @@ struct Args {
     /// Update rule.
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: Opt,
-    /// Learning rate (default: 0.1 sgd, 0.05 momentum/nesterov/adagrad, 1e-3 rmsprop/adam/adamw).
+    /// Learning rate (default: 0.1 sgd, 0.05 momentum/nesterov/adagrad, 1e-3 rmsprop/adam/adamw;
+    /// 3e-3 for adam with --model cnn).
     #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     lr: Option<f64>,
-    /// Learning-rate schedule over the run.
-    #[arg(long, value_enum, default_value = "cosine")]
-    schedule: Sched,
-    /// Passes over the 60,000 training images.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
-    epochs: u64,
+    /// Learning-rate schedule over the run (default: cosine for the MLP, onecycle for the CNN).
+    #[arg(long, value_enum)]
+    schedule: Option<Sched>,
+    /// Passes over the 60,000 training images (default: 8 for the MLP, 3 for the CNN).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: Option<u64>,
     /// Samples per step: 1 = stochastic GD, 60000 = batch GD, otherwise mini-batch GD.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
@@ -108,15 +112,18 @@ struct Args {
     /// Directory with the four IDX files (raw or .gz).
     #[arg(long, env = "MNIST_DIR")]
     data_dir: Option<PathBuf>,
-    /// Where to save the trained weights.
-    #[arg(long, default_value = "mnist-mlp.gradus")]
-    output: PathBuf,
+    /// Where to save the trained weights (default: mnist-mlp.gradus, or mnist-cnn.gradus).
+    #[arg(long)]
+    output: Option<PathBuf>,
     /// Also export the weights as safetensors (loadable with safetensors.torch.load_file).
     #[arg(long)]
     safetensors: Option<PathBuf>,
     /// Load weights from this file and report the test accuracy instead of training.
     #[arg(long)]
     eval: Option<PathBuf>,
+    /// Draw the first convolution's learned filters into this PNG (--model cnn).
+    #[arg(long)]
+    plot_filters: Option<PathBuf>,
     /// Train on only the first N training images (a quick run; 0 = all).
     #[arg(long, default_value_t = 0)]
     train_limit: usize,
@@ -249,8 +256,22 @@ fn main() -> ExitCode {
         }
     };
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let output = args.output.clone().unwrap_or_else(|| {
+        PathBuf::from(match args.model {
+            Model::Mlp => "mnist-mlp.gradus",
+            Model::Cnn => "mnist-cnn.gradus",
+        })
+    });
+    if args.plot_filters.is_some() && args.model != Model::Cnn {
+        return usage_error("--plot-filters draws a CNN's filters: add --model cnn");
+    }
     if args.eval.is_none() {
-        if let Err(e) = check_writable(&args.output) {
+        if let Err(e) = check_writable(&output) {
+            return usage_error(e);
+        }
+        if let Some(png) = &args.plot_filters
+            && let Err(e) = check_writable(png)
+        {
             return usage_error(e);
         }
         if let Some(st) = &args.safetensors
@@ -308,19 +329,27 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let lr = args.lr.unwrap_or_else(|| args.optimizer.default_lr());
+    let cnn = args.model == Model::Cnn;
+    let lr = args.lr.unwrap_or_else(|| match args.optimizer {
+        Opt::Adam if cnn => 3e-3,
+        o => o.default_lr(),
+    });
+    let epochs = args.epochs.unwrap_or(if cnn { 3 } else { 8 });
+    let sched = args
+        .schedule
+        .unwrap_or(if cnn { Sched::Onecycle } else { Sched::Cosine });
     let batch_size = BatchSize::from_count(args.batch_size as usize, mnist.train.len());
     let steps_per_epoch = mnist
         .train
         .len()
         .div_ceil(batch_size.samples(mnist.train.len())) as u64;
-    let Some(total_steps) = steps_per_epoch.checked_mul(args.epochs) else {
+    let Some(total_steps) = steps_per_epoch.checked_mul(epochs) else {
         return usage_error(format!(
             "--epochs {} is too many: {steps_per_epoch} steps per epoch overflow a step count",
-            args.epochs
+            epochs
         ));
     };
-    let schedule = match args.schedule {
+    let schedule = match sched {
         Sched::Constant => Schedule::Constant,
         Sched::Cosine => Schedule::CosineAnnealing {
             t_max: total_steps,
@@ -336,15 +365,15 @@ fn main() -> ExitCode {
         println!(
             "training: {:?} lr {lr} ({:?} schedule), {} epochs, batch {} = {}, seed {}; validation = the 10,000 test images",
             args.optimizer,
-            args.schedule,
-            args.epochs,
+            sched,
+            epochs,
             args.batch_size,
             batch_size.variant(),
             args.seed
         );
     }
     let config = TrainerConfig {
-        epochs: args.epochs as usize,
+        epochs: epochs as usize,
         batch_size,
         seed: args.seed,
         schedule,
@@ -366,7 +395,7 @@ fn main() -> ExitCode {
     };
     let train_secs = started.elapsed().as_secs_f64();
     let last = history.epochs.last().expect("at least one epoch");
-    if let Err(e) = checkpoint::save_weights(&args.output, &params) {
+    if let Err(e) = checkpoint::save_weights(&output, &params) {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
@@ -376,13 +405,81 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
+    if let Some(png) = &args.plot_filters {
+        match plot_filters(png, &params) {
+            Ok(n) if !args.quiet => println!("{n} first-layer filters drawn to {}", png.display()),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     println!(
         "test accuracy {:.2}% (loss {:.4}) after {} epochs, {:.1}s of training; weights saved to {}",
         100.0 * last.val_accuracy.unwrap_or(0.0),
         last.val_loss.unwrap_or(f64::NAN),
         history.epochs.len(),
         train_secs,
-        args.output.display()
+        output.display()
     );
     ExitCode::SUCCESS
+}
+
+/// Draws the first convolution's filters (`1.weight`, `[out, 1, kh, kw]`) as a grid of
+/// grey-scale tiles, each scaled to its own range (dark = negative, light = positive), the
+/// way the first layer of a CNN is usually shown. Returns the number of filters.
+fn plot_filters(path: &Path, params: &gradus::ParamStore<f32>) -> Result<usize, String> {
+    use plotters::prelude::*;
+    let id = params
+        .id("1.weight")
+        .ok_or("the model has no first convolution (1.weight)")?;
+    let w = params.get(id);
+    let &[n, _, kh, kw] = w.shape() else {
+        return Err(format!(
+            "1.weight has shape {:?}, not a convolution's",
+            w.shape()
+        ));
+    };
+    let (cols, cell, gap) = (8usize, 24usize, 4usize);
+    let rows = n.div_ceil(cols);
+    let size = (
+        (cols * (cell + gap) + gap) as u32,
+        (rows * (cell + gap) + gap) as u32,
+    );
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    let fail = |e: String| format!("{}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
+    for f in 0..n {
+        let filter = w.index_axis(gradus::ndarray::Axis(0), f);
+        let (lo, hi) = filter
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        let (x0, y0) = (
+            (f % cols) * (cell + gap) + gap,
+            (f / cols) * (cell + gap) + gap,
+        );
+        for i in 0..kh {
+            for j in 0..kw {
+                let v = filter[[0, i, j]];
+                let level = if hi > lo {
+                    ((v - lo) / (hi - lo) * 255.0) as u8
+                } else {
+                    128
+                };
+                let (px, py) = ((x0 + j * cell / kw) as i32, (y0 + i * cell / kh) as i32);
+                let (qx, qy) = (
+                    (x0 + (j + 1) * cell / kw) as i32,
+                    (y0 + (i + 1) * cell / kh) as i32,
+                );
+                root.draw(&Rectangle::new(
+                    [(px, py), (qx, qy)],
+                    RGBColor(level, level, level).filled(),
+                ))
+                .map_err(|e| fail(e.to_string()))?;
+            }
+        }
+    }
+    root.present().map_err(|e| fail(e.to_string()))?;
+    Ok(n)
 }

@@ -134,3 +134,70 @@ fn an_epoch_count_whose_steps_overflow_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_cnn_trains_draws_its_filters_and_reloads_with_its_buffers() {
+    let bin = example();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, png, st) = (
+        dir.path().join("cnn.gradus"),
+        dir.path().join("filters.png"),
+        dir.path().join("cnn.safetensors"),
+    );
+    let train = Command::new(&bin)
+        .args([
+            "--model",
+            "cnn",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "256",
+            "--quiet",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .arg("--plot-filters")
+        .arg(&png)
+        .arg("--safetensors")
+        .arg(&st)
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&train.stdout);
+    assert!(
+        train.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let accuracy = |text: &str| {
+        text.split("accuracy ")
+            .nth(1)
+            .and_then(|rest| rest.split('%').next())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let trained = accuracy(&stdout);
+    assert!(!trained.is_empty(), "{stdout}");
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(st.is_file());
+    let eval = Command::new(&bin)
+        .args(["--model", "cnn", "--eval"])
+        .arg(&out)
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(eval.status.success(), "{text}");
+    // The running statistics came back with the weights: the same accuracy.
+    assert_eq!(accuracy(&text), trained, "{text}");
+
+    let refused = Command::new(&bin)
+        .args(["--plot-filters"])
+        .arg(&png)
+        .args(["--quiet"])
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("add --model cnn"));
+}

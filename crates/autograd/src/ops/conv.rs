@@ -420,7 +420,27 @@ impl<'t, T: Float> Var<'t, T> {
         let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
         // NaN propagates as the maximum, as in PyTorch.
         let better = |v: T, b: T| v > b || (v.is_nan() && !b.is_nan());
-        if padding == Pair(0, 0) {
+        if padding == Pair(0, 0) && kernel == Pair(2, 2) && g.stride == Pair(2, 2) {
+            // The common 2x2 / stride 2 case, unrolled.
+            for plane in 0..planes {
+                let src = &xs[plane * g.h * g.w..][..g.h * g.w];
+                let dst = &mut out_s[plane * g.positions()..][..g.positions()];
+                let arg = &mut argmax[plane * g.positions()..][..g.positions()];
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let i = 2 * oy * g.w + 2 * ox;
+                        let mut at = i;
+                        for j in [i + 1, i + g.w, i + g.w + 1] {
+                            if better(src[j], src[at]) {
+                                at = j;
+                            }
+                        }
+                        dst[oy * g.ow + ox] = src[at];
+                        arg[oy * g.ow + ox] = at as u32;
+                    }
+                }
+            }
+        } else if padding == Pair(0, 0) {
             // Every window lies inside the input: no bounds to test.
             for plane in 0..planes {
                 let src = &xs[plane * g.h * g.w..][..g.h * g.w];
@@ -479,8 +499,14 @@ impl<'t, T: Float> Var<'t, T> {
                 let mut dx = pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero());
                 let d = dx.as_slice_mut().expect("pooled storage is contiguous");
                 let p = g.positions();
-                for (o, (&at, &gv)) in argmax.iter().zip(gs.iter()).enumerate() {
-                    d[(o / p) * g.h * g.w + at as usize] += gv;
+                for ((plane, args), grads) in d
+                    .chunks_exact_mut(g.h * g.w)
+                    .zip(argmax.chunks_exact(p))
+                    .zip(gs.chunks_exact(p))
+                {
+                    for (&at, &gv) in args.iter().zip(grads) {
+                        plane[at as usize] += gv;
+                    }
                 }
                 smallvec![Some(dx)]
             })
