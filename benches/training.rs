@@ -1,5 +1,8 @@
-//! Criterion benchmarks of the training path: one step of W1 and W2, each optimizer's update
+//! Criterion benchmarks of the training path: one step of W1, W2 and W3, each optimizer's update
 //! on a 1M-parameter model, the MNIST IDX load, and saving / loading W2's weights.
+//!
+//! W3's step uses SGD with momentum like the others (the comparison with PyTorch, in
+//! benches/compare, uses Adam as W3 specifies); the optimizer is a small part of a CNN step.
 //!
 //! Run: `cargo bench -p gradus --bench training` (numbers go to target/criterion/).
 
@@ -29,13 +32,34 @@ fn mlp(hidden: &[usize]) -> (Sequential<f32>, ParamStore<f32>) {
     b.linear(width, 10).build(0).unwrap()
 }
 
+/// W3: conv(1->32, 3x3) -> ReLU -> maxpool 2 -> conv(32->64, 3x3) -> ReLU -> maxpool 2 ->
+/// flatten -> linear(1600 -> 128) -> ReLU -> linear(10).
+fn w3() -> (Sequential<f32>, ParamStore<f32>) {
+    Sequential::<f32>::new()
+        .input(&[784])
+        .reshape(&[1, 28, 28])
+        .conv2d(1, 32, 3)
+        .relu()
+        .max_pool2d(2)
+        .conv2d(32, 64, 3)
+        .relu()
+        .max_pool2d(2)
+        .flatten()
+        .linear(1600, 128)
+        .relu()
+        .linear(128, 10)
+        .build(0)
+        .unwrap()
+}
+
 fn training_steps(c: &mut Criterion) {
     let mnist = Mnist::load(data_dir()).unwrap();
     for (name, hidden, batch) in [
         ("w1_step_784_128_10_b64", &[128][..], 64usize),
         ("w2_step_784_512_512_10_b256", &[512, 512][..], 256),
+        ("w3_step_cnn_b64", &[][..], 64),
     ] {
-        let (model, mut params) = mlp(hidden);
+        let (model, mut params) = if hidden.is_empty() { w3() } else { mlp(hidden) };
         let mut opt = Sgd::new(0.1).momentum(0.9);
         let idx: Vec<usize> = (0..batch).collect();
         let b = mnist.train.batch(&idx);

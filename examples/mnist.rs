@@ -176,14 +176,44 @@ fn check_writable(path: &Path) -> Result<(), String> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    if path.is_dir() {
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
         return Err(format!("output {} is a directory", path.display()));
     }
-    tempfile::Builder::new()
-        .prefix(".gradus-probe-")
-        .tempfile_in(dir)
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+    {
+        return Err(format!("output {} is not a regular file", path.display()));
+    }
+    // An anonymous file (O_TMPFILE where the OS has it): nothing is left behind even if the
+    // process is killed during the check.
+    tempfile::tempfile_in(dir)
         .map(drop)
         .map_err(|e| format!("cannot write the output {}: {e}", path.display()))
+}
+
+/// The most parameters a model of this example may have (1 GiB of f32 weights): sizes from
+/// flags or from the data's image size are checked against it before anything is allocated.
+const MAX_PARAMETERS: u64 = 1 << 28;
+
+/// The model's parameter count, computed with checked arithmetic before it is built.
+fn parameter_count(args: &Args, (rows, cols): (usize, usize)) -> Option<u64> {
+    let linear = |i: u64, o: u64| i.checked_mul(o)?.checked_add(o);
+    let (rows, cols) = (rows as u64, cols as u64);
+    if args.model == Model::Cnn {
+        let flat = 64u64.checked_mul(rows / 4)?.checked_mul(cols / 4)?;
+        return [9 * 32, 64, 32 * 9 * 64, 128]
+            .into_iter()
+            .try_fold(0u64, |a, n| a.checked_add(n))?
+            .checked_add(linear(flat, 128)?)?
+            .checked_add(linear(128, 10)?);
+    }
+    let mut width = rows.checked_mul(cols)?;
+    let mut total = 0u64;
+    for &h in &args.hidden {
+        total = total.checked_add(linear(width, h as u64)?)?;
+        width = h as u64;
+    }
+    total.checked_add(linear(width, 10)?)
 }
 
 fn build_model(
@@ -274,6 +304,22 @@ fn main() -> ExitCode {
         {
             return usage_error(e);
         }
+        let outputs: Vec<(&str, &Path)> = [("--output", Some(output.as_path()))]
+            .into_iter()
+            .chain([
+                ("--safetensors", args.safetensors.as_deref()),
+                ("--plot-filters", args.plot_filters.as_deref()),
+            ])
+            .filter_map(|(flag, p)| p.map(|p| (flag, p)))
+            .collect();
+        for (i, (a, pa)) in outputs.iter().enumerate() {
+            if let Some((b, _)) = outputs[i + 1..].iter().find(|(_, pb)| pb == pa) {
+                return usage_error(format!(
+                    "{a} and {b} name the same file {}: one would overwrite the other",
+                    pa.display()
+                ));
+            }
+        }
         if let Some(st) = &args.safetensors
             && let Err(e) = check_writable(st)
         {
@@ -303,6 +349,21 @@ fn main() -> ExitCode {
             mnist.test.len(),
             t0.elapsed().as_secs_f64()
         );
+    }
+    match parameter_count(&args, (rows, cols)) {
+        Some(n) if n <= MAX_PARAMETERS => {}
+        n => {
+            let n = n.map_or("more than 2^64".into(), |n| n.to_string());
+            return usage_error(format!(
+                "the model would have {n} parameters for {rows}x{cols} images (at most \
+                 {MAX_PARAMETERS}): use smaller --hidden sizes or images"
+            ));
+        }
+    }
+    if args.model == Model::Cnn && (rows < 4 || cols < 4) {
+        return usage_error(format!(
+            "--model cnn needs images of at least 4x4, found {rows}x{cols}"
+        ));
     }
     let (model, mut params) = match build_model(&args, (rows, cols)) {
         Ok(m) => m,

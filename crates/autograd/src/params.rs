@@ -67,22 +67,46 @@ impl ImportError {
     }
 }
 
+/// At most this many differences of each kind are listed; the rest are counted.
+const MAX_LISTED: usize = 20;
+
+/// A name as it may be printed: control characters and terminal escapes in a hostile file's
+/// names are escaped, so they cannot forge output lines, and a very long name is cut.
+fn printable(name: &str) -> String {
+    let escaped: String = name.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() > 200 {
+        let cut: String = escaped.chars().take(200).collect();
+        format!("{cut}...")
+    } else {
+        escaped
+    }
+}
+
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "parameters do not match the model:")?;
-        for name in &self.missing {
-            write!(f, "\n  missing: {name}")?;
+        let more = |f: &mut fmt::Formatter<'_>, n: usize, what: &str| {
+            if n > MAX_LISTED {
+                write!(f, "\n  ... and {} more {what}", n - MAX_LISTED)?;
+            }
+            Ok(())
+        };
+        for name in self.missing.iter().take(MAX_LISTED) {
+            write!(f, "\n  missing: {}", printable(name))?;
         }
-        for name in &self.unexpected {
-            write!(f, "\n  unexpected: {name}")?;
+        more(f, self.missing.len(), "missing")?;
+        for name in self.unexpected.iter().take(MAX_LISTED) {
+            write!(f, "\n  unexpected: {}", printable(name))?;
         }
-        for (name, expected, found) in &self.mismatched {
+        more(f, self.unexpected.len(), "unexpected")?;
+        for (name, expected, found) in self.mismatched.iter().take(MAX_LISTED) {
             write!(
                 f,
-                "\n  shape of {name}: expected {expected:?}, found {found:?}"
+                "\n  shape of {}: expected {expected:?}, found {found:?}",
+                printable(name)
             )?;
         }
-        Ok(())
+        more(f, self.mismatched.len(), "with another shape")
     }
 }
 

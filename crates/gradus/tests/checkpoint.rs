@@ -81,15 +81,24 @@ fn damaged_files_give_the_right_typed_error() {
     // Not a gradus file.
     let err = load(b"PK\x03\x04 something else entirely......................").unwrap_err();
     assert!(matches!(err, CheckpointError::NotGradus { .. }), "{err}");
-    // A newer format version is refused clearly (before the checksum is even looked at).
+    // A newer format version (with a checksum that holds) is refused clearly.
     let mut newer = good.clone();
     newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let body = newer.len() - 32;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&newer[..body]);
+    newer[body..].copy_from_slice(&digest);
     let err = load(&newer).unwrap_err();
     assert!(
         matches!(err, CheckpointError::NewerVersion { found, .. } if found == FORMAT_VERSION + 1),
         "{err}"
     );
     assert!(err.to_string().contains("upgrade gradus"), "{err}");
+    // A bit flipped in the version field is damage: the checksum says so, first.
+    let mut flipped = good.clone();
+    flipped[10] ^= 0x01;
+    let err = load(&flipped).unwrap_err();
+    assert!(matches!(err, CheckpointError::Damaged { .. }), "{err}");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
     // The intact file still loads.
     load(&good).unwrap();
 }
@@ -260,4 +269,77 @@ fn saving_never_replaces_what_is_not_a_regular_file() {
     assert!(err.to_string().contains("refusing to replace it"), "{err}");
     let err = checkpoint::export_safetensors("/dev/null", &params).unwrap_err();
     assert!(err.to_string().contains("refusing to replace it"), "{err}");
+}
+
+#[test]
+fn non_finite_weights_are_refused_on_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.gradus");
+    let (_, mut params) = mlp(1);
+    let w = params.id("0.weight").unwrap();
+    params.get_mut(w)[[0, 0]] = f32::NAN;
+    checkpoint::save_weights(&path, &params).unwrap();
+    let (_, mut target) = mlp(2);
+    let err = checkpoint::load_weights(&path, &mut target).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tensor 0.weight: 1 of its 30 values are NaN or infinite"),
+        "{err}"
+    );
+    // An f64 beyond f32's range becomes infinite when read as f32.
+    let (_, mut p64) = Sequential::<f64>::new().linear(6, 5).build(0).unwrap();
+    let w = p64.id("0.weight").unwrap();
+    p64.get_mut(w)[[1, 1]] = 1e300;
+    checkpoint::save_weights(&path, &p64).unwrap();
+    let err = checkpoint::read_weights::<f32>(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("beyond the model's f32 range"),
+        "{err}"
+    );
+    assert!(checkpoint::read_weights::<f64>(&path).is_ok());
+}
+
+#[test]
+fn the_safetensors_importer_says_what_a_gradus_file_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.gradus");
+    let (_, mut params) = mlp(1);
+    checkpoint::save_weights(&path, &params).unwrap();
+    let err = checkpoint::import_safetensors(&path, &mut params).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("this is a gradus weights file, not safetensors"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_save_sweeps_dead_writers_temporaries_but_not_a_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.gradus");
+    // A live process (a child that sleeps) and a dead one (a child that has exited).
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    let live_tmp = dir
+        .path()
+        .join(format!(".w.gradus.tmp-{}-abc123", live.id()));
+    let dead_tmp = dir
+        .path()
+        .join(format!(".w.gradus.tmp-{}-def456", dead.id()));
+    std::fs::write(&live_tmp, b"a save in progress").unwrap();
+    std::fs::write(&dead_tmp, b"left by a killed writer").unwrap();
+    let (_, params) = mlp(1);
+    checkpoint::save_weights(&path, &params).unwrap();
+    let live_kept = live_tmp.exists();
+    let _ = live.kill();
+    let _ = live.wait();
+    assert!(
+        live_kept,
+        "another process's save in progress is left alone"
+    );
+    assert!(!dead_tmp.exists(), "a dead writer's temporary is removed");
 }

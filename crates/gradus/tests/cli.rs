@@ -201,3 +201,44 @@ fn the_cnn_trains_draws_its_filters_and_reloads_with_its_buffers() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("add --model cnn"));
 }
+
+#[test]
+fn outputs_that_cannot_work_are_refused_before_training() {
+    let bin = example();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.gradus");
+    let slash = format!("{}/new/", dir.path().display());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--output".into(), slash], "is a directory"),
+        (
+            vec![
+                "--output".into(),
+                out.display().to_string(),
+                "--safetensors".into(),
+                out.display().to_string(),
+            ],
+            "--output and --safetensors name the same file",
+        ),
+        (
+            vec!["--hidden".into(), "100000000".into()],
+            "the model would have 79500000010 parameters",
+        ),
+        (
+            vec!["--output".into(), "/dev/null".into()],
+            "is not a regular file",
+        ),
+    ];
+    for (args, expected) in cases {
+        let result = Command::new(&bin)
+            .args(&args)
+            .arg("--quiet")
+            .env_remove("MNIST_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    assert!(!out.exists());
+}

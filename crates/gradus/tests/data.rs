@@ -217,3 +217,30 @@ fn batches_cover_every_sample_once_per_epoch_and_shuffle_reproducibly() {
     assert_eq!(d.split(0.2, 3).1, valid);
     assert!(Dataset::<f32>::classification(ArrayD::zeros(vec![3, 2]), vec![0, 1]).is_err());
 }
+
+#[test]
+fn multi_member_gzip_is_one_stream() {
+    // pigz and `cat a.gz b.gz` write several members; RFC 1952 reads them as one.
+    let bytes = encode_u8(&[6], &[1, 2, 3, 4, 5, 6]);
+    let mut two = gzip(&bytes[..7]);
+    two.extend(gzip(&bytes[7..]));
+    let a = parse_idx(&two, Path::new("labels.gz")).unwrap();
+    assert_eq!(a.data, IdxData::U8(vec![1, 2, 3, 4, 5, 6]));
+}
+
+#[test]
+fn an_image_size_beyond_the_limit_is_an_error_not_a_panic() {
+    // 0 images of (2^32 - 1) x (2^32 - 1) pixels: a 16-byte header.
+    let dir = tempfile::tempdir().unwrap();
+    write_mnist(dir.path(), 3, 3, 1);
+    let mut header = vec![0, 0, 8, 3, 0, 0, 0, 0];
+    header.extend([0xff; 8]);
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), &header).unwrap();
+    std::fs::write(
+        dir.path().join("train-labels-idx1-ubyte.gz"),
+        gzip(&encode_u8(&[0], &[])),
+    )
+    .unwrap();
+    let err = Mnist::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("at most 16777216 pixels an image"), "{err}");
+}

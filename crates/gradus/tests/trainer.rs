@@ -398,3 +398,80 @@ fn one_cycle_cycles_the_momentum_and_refuses_an_optimizer_without_one() {
         "{err}"
     );
 }
+
+#[test]
+fn data_that_does_not_fit_the_model_is_an_error_from_fit_naming_the_layer() {
+    let (model, mut params) = small_mlp();
+    let fit = |data: &Dataset<f32>, params: &mut gradus::ParamStore<f32>| {
+        Trainer::new(quiet(1), Sgd::new(0.1))
+            .fit(&model, params, data, None)
+            .unwrap_err()
+            .to_string()
+    };
+    // A wrong input width.
+    let wide = Dataset::classification(ArrayD::zeros(vec![4, 5]), vec![0; 4]).unwrap();
+    assert_eq!(
+        fit(&wide, &mut params),
+        "the model does not fit the data: layer 0 (Linear(2 -> 8)) expects samples of shape [2] but the data's are [5]"
+    );
+    // Images into a Linear layer: the fix is named.
+    let images = Dataset::classification(ArrayD::zeros(vec![4, 1, 2]), vec![0; 4]).unwrap();
+    assert!(
+        fit(&images, &mut params).ends_with("flatten the samples (add .flatten() first)"),
+        "{}",
+        fit(&images, &mut params)
+    );
+    // A label without an output.
+    let labels = Dataset::classification(ArrayD::zeros(vec![4, 2]), vec![0, 1, 2, 3]).unwrap();
+    assert!(
+        fit(&labels, &mut params).contains("the labels go up to 3 but the model has 3 outputs"),
+        "{}",
+        fit(&labels, &mut params)
+    );
+    // Regression targets of the wrong width.
+    let targets =
+        Dataset::regression(ArrayD::zeros(vec![4, 2]), ArrayD::zeros(vec![4, 2])).unwrap();
+    let err = Trainer::new(quiet(1), Sgd::new(0.1))
+        .loss(Loss::Mse)
+        .fit(&model, &mut params, &targets, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, TrainError::Model(ref m) if m.contains("the targets are [2] per sample but the model's outputs are [3]")),
+        "{err}"
+    );
+    // Evaluation checks the same.
+    let err = gradus::evaluate(&model, &params, &wide, &Loss::CrossEntropy, 100).unwrap_err();
+    assert!(matches!(err, TrainError::Model(_)), "{err}");
+}
+
+#[test]
+fn empty_sets_are_errors_not_zero_losses() {
+    let (model, mut params) = small_mlp();
+    let data = spiral_ish(10);
+    // A validation split that leaves no training samples.
+    let config = TrainerConfig {
+        validation_split: 0.99,
+        ..quiet(1)
+    };
+    let err = Trainer::new(config, Sgd::new(0.1))
+        .fit(&model, &mut params, &data, None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("leaves no training samples"),
+        "{err}"
+    );
+    // An empty validation or evaluation set.
+    let empty = data.take(0);
+    let err = Trainer::new(quiet(1), Sgd::new(0.1))
+        .fit(&model, &mut params, &data, Some(&empty))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the validation set is empty"),
+        "{err}"
+    );
+    let err = gradus::evaluate(&model, &params, &empty, &Loss::CrossEntropy, 10).unwrap_err();
+    assert!(
+        err.to_string().contains("the evaluation set is empty"),
+        "{err}"
+    );
+}

@@ -32,4 +32,4 @@ pub use gradus_autograd::ops::conv::Pair;
 pub use init::{FanMode, Init, Nonlinearity};
 pub use layers::{Activation, Dropout, Flatten, Linear, LinearConfig};
 pub use module::{BufferUpdates, ForwardCtx, Module};
-pub use sequential::{LayerError, Sequential, SequentialBuilder};
+pub use sequential::{LayerError, Sequential, SequentialBuilder, ShapeMismatch};

@@ -171,6 +171,20 @@ pub trait Module<T: Float> {
         base.rsplit("::").next().unwrap_or(base).to_string()
     }
 
+    /// Checks the shape of one sample (without the batch axis) before any is fed, saying
+    /// which layer cannot take it and what it expects; `fit` calls it on the first batch.
+    /// The default accepts anything (a custom module's ops panic with both shapes instead).
+    fn check_input(&self, sample: &[usize]) -> Result<(), String> {
+        let _ = sample;
+        Ok(())
+    }
+
+    /// The shape of one output sample, where the module knows it (`[10]` for a classifier of
+    /// ten classes); `fit` checks the labels or targets against it.
+    fn output_shape(&self) -> Option<Vec<usize>> {
+        None
+    }
+
     /// Evaluates on a batch without recording a backward graph.
     fn predict(&self, params: &ParamStore<T>, x: ArrayD<T>) -> ArrayD<T> {
         let tape = Tape::no_grad();

@@ -31,24 +31,8 @@ pub enum LayerError {
         found: usize,
     },
     /// A layer cannot take the shape of the samples that reach it.
-    #[error(
-        "layer {layer} ({layer_desc}) expects {expected} per sample but {source_desc} produces \
-         {found:?}{hint}"
-    )]
-    ShapeMismatch {
-        /// Index of the layer that does not fit.
-        layer: usize,
-        /// Its description.
-        layer_desc: String,
-        /// What it takes, e.g. `[784]` or `[1, h, w]`.
-        expected: String,
-        /// `the input` or the layer before it, with its index.
-        source_desc: String,
-        /// The per-sample shape that reaches it.
-        found: Vec<usize>,
-        /// How to fix it, if there is an obvious way (`: add .flatten() before it`).
-        hint: String,
-    },
+    #[error(transparent)]
+    ShapeMismatch(Box<ShapeMismatch>),
     /// A layer's configuration is invalid.
     #[error("layer {layer} ({layer_desc}): {message}")]
     Invalid {
@@ -62,6 +46,27 @@ pub enum LayerError {
     /// Two parameters got the same name.
     #[error(transparent)]
     Duplicate(#[from] DuplicateName),
+}
+
+/// A layer that cannot take the shape of the samples that reach it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "layer {layer} ({layer_desc}) expects {expected} per sample but {source_desc} produces \
+     {found:?}{hint}"
+)]
+pub struct ShapeMismatch {
+    /// Index of the layer that does not fit.
+    pub layer: usize,
+    /// Its description.
+    pub layer_desc: String,
+    /// What it takes, e.g. `[784]` or `[1, h, w]`.
+    pub expected: String,
+    /// `the input` or the layer before it, with its index.
+    pub source_desc: String,
+    /// The per-sample shape that reaches it.
+    pub found: Vec<usize>,
+    /// How to fix it, if there is an obvious way (`: add .flatten() before it`).
+    pub hint: String,
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +129,9 @@ pub struct Sequential<T: Float = f32> {
     input: Option<Vec<usize>>,
     /// Each layer's per-sample output shape, where known.
     shapes: Vec<Option<Vec<usize>>>,
+    /// What a sample must look like, and who says so (the given input shape, or the first
+    /// layer with a size).
+    expects: Option<(String, Vec<usize>)>,
 }
 
 impl<T: Float> std::fmt::Debug for Sequential<T> {
@@ -159,6 +167,7 @@ impl<T: Float> Sequential<T> {
             layers: Vec::new(),
             input: None,
             shapes: Vec::new(),
+            expects: None,
         }
     }
 
@@ -177,6 +186,11 @@ impl<T: Float> Sequential<T> {
     /// The per-sample output shape, where the builder could infer it.
     pub fn output_shape(&self) -> Option<&[usize]> {
         self.shapes.last().and_then(|s| s.as_deref())
+    }
+
+    /// The last layer's description, for messages.
+    pub fn last_layer(&self) -> Option<String> {
+        self.layers.last().map(|l| l.describe())
     }
 
     /// Number of layers.
@@ -230,6 +244,29 @@ impl<T: Float> Module<T> for Sequential<T> {
         self.layers
             .iter()
             .fold(x, |x, layer| layer.forward(params, x, ctx))
+    }
+
+    fn check_input(&self, sample: &[usize]) -> Result<(), String> {
+        match &self.expects {
+            Some((who, shape)) if shape.as_slice() != sample => {
+                let hint = if shape.len() == 1
+                    && sample.len() > 1
+                    && sample.iter().product::<usize>() == shape[0]
+                {
+                    ": flatten the samples (add .flatten() first)"
+                } else {
+                    ""
+                };
+                Err(format!(
+                    "{who} expects samples of shape {shape:?} but the data's are {sample:?}{hint}"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn output_shape(&self) -> Option<Vec<usize>> {
+        self.shapes.last().cloned().flatten()
     }
 
     fn describe(&self) -> String {
@@ -438,6 +475,7 @@ impl<T: Float> SequentialBuilder<T> {
         prefix: &str,
     ) -> Result<Sequential<T>, LayerError> {
         let shapes = self.check()?;
+        let expects = self.expects();
         let mut layers: Vec<Box<dyn Module<T> + Send + Sync>> = Vec::new();
         for (i, spec) in self.specs.into_iter().enumerate() {
             let name = if prefix.is_empty() {
@@ -462,7 +500,25 @@ impl<T: Float> SequentialBuilder<T> {
             layers,
             input: self.input,
             shapes,
+            expects,
         })
+    }
+
+    /// What one sample must look like: the input shape given to the builder, or what the
+    /// first layer with a size takes when only shape-keeping layers come before it.
+    fn expects(&self) -> Option<(String, Vec<usize>)> {
+        if let Some(input) = &self.input {
+            return Some(("the model's input shape".into(), input.clone()));
+        }
+        for (i, spec) in self.specs.iter().enumerate() {
+            let who = format!("layer {i} ({})", spec.describe());
+            match spec {
+                Spec::Linear(c) => return Some((who, vec![c.in_features])),
+                Spec::Activation(_) | Spec::Dropout(_) => {}
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Checks every layer against the per-sample shape that reaches it (where known) and
@@ -478,7 +534,7 @@ impl<T: Float> SequentialBuilder<T> {
                 message,
             };
             let mismatch = |expected: String, found: &[usize], from: Option<usize>, hint: &str| {
-                LayerError::ShapeMismatch {
+                LayerError::ShapeMismatch(Box::new(ShapeMismatch {
                     layer: i,
                     layer_desc: spec.describe(),
                     expected,
@@ -488,7 +544,7 @@ impl<T: Float> SequentialBuilder<T> {
                     },
                     found: found.to_vec(),
                     hint: hint.into(),
-                }
+                }))
             };
             let image =
                 |channels: usize, what: &str| -> Result<Option<(usize, usize)>, LayerError> {

@@ -306,3 +306,27 @@ fn training_buffer_updates_reach_the_store_only_when_applied() {
     assert_eq!(params.buffer(n)[[]], 3.0);
     assert!(ForwardCtx::<f32>::eval().rng().is_none());
 }
+
+#[test]
+fn import_errors_escape_hostile_names_and_cap_the_listing() {
+    let (_, mut params) = Sequential::<f32>::new().linear(2, 2).build(0).unwrap();
+    let mut map = params.export();
+    map.insert(
+        "evil\nerror: forged line\u{1b}[2J".into(),
+        gradus_autograd::ndarray::ArrayD::zeros(vec![1]),
+    );
+    for i in 0..1000 {
+        map.insert(
+            format!("x{i}"),
+            gradus_autograd::ndarray::ArrayD::zeros(vec![1]),
+        );
+    }
+    let text = params.import(&map).unwrap_err().to_string();
+    assert!(
+        text.contains(r"evil\nerror: forged line\u{1b}[2J"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'));
+    assert!(text.ends_with("... and 981 more unexpected"), "{text}");
+    assert_eq!(text.lines().count(), 1 + 20 + 1);
+}

@@ -38,8 +38,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError
         .unwrap_or_default();
     let prefix = format!(".{name}.tmp-");
     remove_stale_temporaries(&dir, &prefix);
+    // The writer's process id is in the name, so a sweep can tell a dead writer's temporary
+    // from a live one.
     let mut tmp = tempfile::Builder::new()
-        .prefix(&prefix)
+        .prefix(&format!("{prefix}{}-", std::process::id()))
         .tempfile_in(&dir)
         .map_err(io(path))?;
     tmp.write_all(bytes).map_err(io(path))?;
@@ -65,15 +67,29 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError
     Ok(())
 }
 
+/// Removes temporaries left by writers that died: those whose process id (in the name) is
+/// no longer running. A live writer's temporary, another process's save in progress, is
+/// left alone; so is anything whose writer cannot be told.
 fn remove_stale_temporaries(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(prefix) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && !process_alive(pid)) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Whether process `pid` is running; where that cannot be known, it is taken to be.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
 }
 
 /// Reads a whole file that must be a regular file: a FIFO, a device or a directory is

@@ -101,3 +101,15 @@ pub(crate) fn damaged(path: &Path, problem: impl Into<String>) -> CheckpointErro
         problem: problem.into(),
     }
 }
+
+/// A tensor name as it may be printed: control characters and terminal escapes from a
+/// hostile file are escaped, so they cannot forge output lines; a very long name is cut.
+pub(crate) fn printable(name: &str) -> String {
+    let escaped: String = name.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() > 200 {
+        let cut: String = escaped.chars().take(200).collect();
+        format!("{cut}...")
+    } else {
+        escaped
+    }
+}

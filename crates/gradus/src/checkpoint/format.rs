@@ -245,6 +245,27 @@ pub(crate) fn decode<T: Float>(
         ));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    // The checksum first: a flipped bit in the version field is damage, not a newer file.
+    let (body, stored) = bytes.split_at(bytes.len() - CHECKSUM);
+    let digest = Sha256::digest(body);
+    if digest.as_slice() != stored {
+        let newer = if version > FORMAT_VERSION {
+            format!(
+                " (its version field says format {version}, newer than this build's \
+                 {FORMAT_VERSION}: if it was written by a newer gradus, upgrade)"
+            )
+        } else {
+            String::new()
+        };
+        return Err(damaged(
+            path,
+            format!(
+                "checksum mismatch (expected {}, found {}): the file is truncated or was modified{newer}",
+                hex(stored),
+                hex(&digest)
+            ),
+        ));
+    }
     if version > FORMAT_VERSION {
         return Err(CheckpointError::NewerVersion {
             path: path.to_path_buf(),
@@ -254,18 +275,6 @@ pub(crate) fn decode<T: Float>(
     }
     if version == 0 {
         return Err(damaged(path, "format version 0 does not exist"));
-    }
-    let (body, stored) = bytes.split_at(bytes.len() - CHECKSUM);
-    let digest = Sha256::digest(body);
-    if digest.as_slice() != stored {
-        return Err(damaged(
-            path,
-            format!(
-                "checksum mismatch (expected {}, found {}): the file is truncated or was modified",
-                hex(stored),
-                hex(&digest)
-            ),
-        ));
     }
     let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap());
     let rest = &body[PREFIX..];
@@ -329,6 +338,12 @@ pub(crate) fn decode<T: Float>(
         let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         let data = decode_elements::<T>(&rest[offset..offset + size], &header.dtype);
         offset += size;
+        if let Some(bad) = non_finite(&data) {
+            return Err(damaged(
+                path,
+                format!("tensor {}: {bad}", super::error::printable(&t.name)),
+            ));
+        }
         let array = ArrayD::from_shape_vec(IxDyn(&shape), data)
             .map_err(|e| damaged(path, e.to_string()))?;
         if tensors.insert(t.name.clone(), array).is_some() {
@@ -347,6 +362,20 @@ pub(crate) fn decode_state<S: DeserializeOwned>(
     path: &Path,
 ) -> Result<S, CheckpointError> {
     decode_limited(bytes, path, "training state")
+}
+
+/// Says how many values of a tensor are NaN or infinite (an f64 beyond f32's range becomes
+/// infinite when read as f32), if any: weights like that would poison every prediction.
+pub(crate) fn non_finite<T: Float>(data: &[T]) -> Option<String> {
+    if gradus_autograd::all_finite(data) {
+        return None;
+    }
+    let n = data.iter().filter(|v| !v.is_finite()).count();
+    Some(format!(
+        "{n} of its {} values are NaN or infinite (or beyond the model's {} range)",
+        data.len(),
+        T::NAME
+    ))
 }
 
 fn hex(b: &[u8]) -> String {

@@ -8,7 +8,8 @@ use gradus_autograd::{Float, NamedArrays, ParamStore};
 
 use super::atomic::{read, write_atomically};
 use super::error::CheckpointError;
-use super::format::encode_elements;
+use super::error::printable;
+use super::format::{MAGIC, encode_elements, non_finite};
 
 /// Exports weights as safetensors, loadable in PyTorch with
 /// `safetensors.torch.load_file(path)` and, for an equivalent `nn.Sequential`, directly by
@@ -77,6 +78,12 @@ pub fn parse_safetensors<T: Float>(
         path: path.to_path_buf(),
         problem,
     };
+    if bytes.starts_with(MAGIC) {
+        return Err(bad(
+            "this is a gradus weights file, not safetensors: load it with checkpoint::load_weights"
+                .into(),
+        ));
+    }
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = NamedArrays::new();
     for (name, view) in st.tensors() {
@@ -96,8 +103,11 @@ pub fn parse_safetensors<T: Float>(
                 )));
             }
         };
+        if let Some(problem) = non_finite(&values) {
+            return Err(bad(format!("tensor {}: {problem}", printable(&name))));
+        }
         let array = ArrayD::from_shape_vec(IxDyn(view.shape()), values)
-            .map_err(|e| bad(format!("tensor {name}: {e}")))?;
+            .map_err(|e| bad(format!("tensor {}: {e}", printable(&name))))?;
         out.insert(name, array);
     }
     Ok(out)

@@ -75,7 +75,9 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let limit = (bytes.len() as u64).saturating_mul(MAX_GZIP_RATIO);
-        let mut decoder = flate2::read::GzDecoder::new(bytes);
+        // Several gzip members one after the other are one stream (RFC 1952; pigz and `cat a.gz
+        // b.gz` write them).
+        let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
         // The header first (at most 4 + 4 * 255 bytes), then exactly the declared payload.
         let mut head = vec![0u8; 4];
         decoder

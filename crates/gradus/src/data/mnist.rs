@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 use super::idx::{read_u8, with_optional_gz};
 use crate::{DataError, Dataset};
 
+/// The largest image the loader accepts (4096 x 4096): a header may declare any size, and
+/// every model built from the data's size would be sized by it.
+pub const MAX_IMAGE_PIXELS: usize = 1 << 24;
+
 /// The four file names (each may also be present with a `.gz` suffix).
 pub const FILES: [&str; 4] = [
     "train-images-idx3-ubyte",
@@ -117,12 +121,26 @@ impl Mnist {
                     problem: format!("label {i} is {l}, expected a digit 0-9"),
                 });
             }
-            let features = dims[1] * dims[2];
+            let features = dims[1]
+                .checked_mul(dims[2])
+                .filter(|&f| f <= MAX_IMAGE_PIXELS);
+            let Some(features) = features else {
+                return Err(DataError::Format {
+                    path: ip.clone(),
+                    problem: format!(
+                        "images of {}x{} pixels; at most {MAX_IMAGE_PIXELS} pixels an image are read",
+                        dims[1], dims[2]
+                    ),
+                });
+            };
             let x = ArrayD::from_shape_vec(
                 vec![dims[0], features],
                 pixels.iter().map(|&p| p as f32 / 255.0).collect(),
             )
-            .expect("sizes checked by the IDX reader");
+            .map_err(|e| DataError::Format {
+                path: ip.clone(),
+                problem: format!("{} images of {features} pixels: {e}", dims[0]),
+            })?;
             sets.push((
                 Dataset::classification(x, labels.iter().map(|&l| l as usize).collect())?,
                 (dims[1], dims[2]),

@@ -10,7 +10,7 @@ use super::EpochRecord;
 pub struct BatchEnd {
     /// 1-based epoch.
     pub epoch: usize,
-    /// 0-based batch within the epoch.
+    /// 1-based batch within the epoch (as the epoch is 1-based).
     pub batch: usize,
     /// Optimizer steps taken so far, this one included.
     pub step: u64,

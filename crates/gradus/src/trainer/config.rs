@@ -254,7 +254,7 @@ pub enum TrainError {
     NonFinite {
         /// 1-based epoch.
         epoch: usize,
-        /// 0-based batch within the epoch.
+        /// 1-based batch within the epoch (as the epoch is 1-based).
         batch: usize,
         /// `loss (NaN)` or `gradient of 0.weight`.
         what: String,
@@ -264,7 +264,7 @@ pub enum TrainError {
     Anomaly {
         /// 1-based epoch.
         epoch: usize,
-        /// 0-based batch within the epoch.
+        /// 1-based batch within the epoch (as the epoch is 1-based).
         batch: usize,
         /// The op, phase and shapes.
         anomaly: gradus_autograd::Anomaly,
@@ -278,6 +278,10 @@ pub enum TrainError {
     /// Writing or reading a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The data does not fit the model: the samples' shape, a label without an output, or
+    /// targets of another width; says which layer and what it expects.
+    #[error("the model does not fit the data: {0}")]
+    Model(String),
     /// A callback stopped training with an error.
     #[error("callback: {0}")]
     Callback(String),

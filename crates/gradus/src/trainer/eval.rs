@@ -8,7 +8,44 @@ use gradus_layers::{ForwardCtx, Module};
 use super::objective::{MetricSums, Objective};
 use super::{Evaluation, TrainError};
 use crate::DataError;
-use crate::data::Dataset;
+use crate::data::{Dataset, Targets};
+
+/// Checks that `data`'s samples and targets fit `model` before anything runs: the input
+/// shape the model declares (naming the layer) and, for classification, that every label
+/// has an output.
+pub(crate) fn check_fits<T: Float, M: Module<T> + ?Sized>(
+    model: &M,
+    data: &Dataset<T>,
+) -> Result<(), TrainError> {
+    let sample = &data.inputs().shape()[1..];
+    model.check_input(sample).map_err(TrainError::Model)?;
+    let Some(out) = model.output_shape() else {
+        return Ok(());
+    };
+    match data.targets() {
+        Targets::Classes(labels) => {
+            if let ([k], Some(&max)) = (out.as_slice(), labels.iter().max())
+                && max >= *k
+            {
+                return Err(TrainError::Model(format!(
+                    "the labels go up to {max} but the model has {k} outputs (classes 0 to {}): \
+                     give its last layer {} outputs",
+                    k - 1,
+                    max + 1
+                )));
+            }
+        }
+        Targets::Values(v) => {
+            if v.shape()[1..] != out[..] {
+                return Err(TrainError::Model(format!(
+                    "the targets are {:?} per sample but the model's outputs are {out:?}",
+                    &v.shape()[1..]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The mean loss and the task's metrics of `model` on `data`, in batches of `batch_size`,
 /// in evaluation mode (no dropout, running statistics, no buffer updates).
@@ -34,6 +71,7 @@ pub fn evaluate<T: Float, M: Module<T> + ?Sized>(
     if data.is_empty() {
         return Err(DataError::Invalid("the evaluation set is empty".into()).into());
     }
+    check_fits(model, data)?;
     objective
         .check_targets(data.targets())
         .map_err(|expected| TrainError::Config {

@@ -218,6 +218,10 @@ impl<T: Float> Trainer<T> {
         if validation.is_some_and(|v| v.is_empty()) {
             return Err(DataError::Invalid("the validation set is empty".into()).into());
         }
+        eval::check_fits(model, train)?;
+        if let Some(v) = validation {
+            eval::check_fits(model, v)?;
+        }
         let show_bar = match self.config.progress {
             Progress::Bar => true,
             Progress::Auto => std::io::stderr().is_terminal(),
@@ -326,7 +330,7 @@ impl<T: Float> Trainer<T> {
             )
             .map_err(|anomaly| TrainError::Anomaly {
                 epoch,
-                batch: b,
+                batch: b + 1,
                 anomaly,
             })?;
             let StepOutcome {
@@ -340,7 +344,7 @@ impl<T: Float> Trainer<T> {
                     NonFinite::Stop => {
                         return Err(TrainError::NonFinite {
                             epoch,
-                            batch: b,
+                            batch: b + 1,
                             what,
                         });
                     }
@@ -367,7 +371,7 @@ impl<T: Float> Trainer<T> {
             if !self.callbacks.is_empty() {
                 let info = BatchEnd {
                     epoch,
-                    batch: b,
+                    batch: b + 1,
                     step: self.state.step,
                     batch_size: indices.len(),
                     loss,
