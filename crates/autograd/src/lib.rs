@@ -40,21 +40,22 @@ extern crate blas_src;
 
 mod float;
 mod gradcheck;
+mod gradients;
 pub mod memory;
 pub mod ops;
 mod params;
 mod pool;
 mod tape;
+mod value_and_grad;
 
 pub use float::{Float, all_finite};
 pub use gradcheck::{
     GradcheckError, GradcheckOptions, gradcheck, gradcheck_params, gradcheck_with,
 };
+pub use gradients::Gradients;
 pub use ops::loss::count_correct;
 pub use params::{BufferId, DuplicateName, ImportError, NamedArrays, ParamId, ParamStore};
-pub use tape::{
-    Anomaly, Gradients, NodeId, OperandGrads, Phase, Tape, Var, value_and_grad,
-    value_and_grad_detect_anomaly, value_and_grad_with_aux,
-};
+pub use tape::{Anomaly, NodeId, OperandGrads, Phase, Tape, Var};
+pub use value_and_grad::{value_and_grad, value_and_grad_detect_anomaly, value_and_grad_with_aux};
 
 pub use ndarray;

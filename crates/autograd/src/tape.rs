@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ndarray::ArrayD;
 use smallvec::SmallVec;
 
-use crate::{BufferId, Float, ParamId, ParamStore, pool};
+use crate::{BufferId, Float, Gradients, ParamId, ParamStore, pool};
 
 /// The id of a value recorded on a tape (valid for that tape only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,7 +54,7 @@ pub(crate) struct Node<T: Float> {
 pub struct Tape<T: Float = f32> {
     nodes: RefCell<Vec<Node<T>>>,
     recording: bool,
-    detect_anomaly: bool,
+    pub(crate) detect_anomaly: bool,
     anomaly: RefCell<Option<Anomaly>>,
 }
 
@@ -127,7 +127,7 @@ impl<T: Float> fmt::Debug for Var<'_, T> {
 }
 
 impl<T: Float> Tape<T> {
-    fn new(recording: bool) -> Self {
+    pub(crate) fn new(recording: bool) -> Self {
         let nodes = pool::with_pool::<T, _>(|p| std::mem::take(&mut p.nodes)).unwrap_or_default();
         Self {
             nodes: RefCell::new(nodes),
@@ -330,7 +330,7 @@ impl<T: Float> Tape<T> {
 
     /// The reverse sweep: consumes the records, giving each value's storage back to the pool
     /// once it is processed.
-    fn backward(self, loss: NodeId) -> Result<Gradients<T>, Anomaly> {
+    pub(crate) fn backward(self, loss: NodeId) -> Result<Gradients<T>, Anomaly> {
         let detect = self.detect_anomaly;
         if let Some(a) = self.anomaly.borrow_mut().take() {
             return Err(a);
@@ -484,232 +484,6 @@ fn accumulate<T: Float>(slot: &mut Option<ArrayD<T>>, g: ArrayD<T>, op: &str) {
             *acc += &g;
             pool::recycle(g);
         }
-    }
-}
-
-/// Records `f` on a fresh tape, runs backward from the scalar it returns, and gives back the
-/// loss value and the gradients. Vars cannot escape the closure, so the tape is consumed
-/// exactly once.
-///
-/// ```
-/// use gradus_autograd::{value_and_grad, ParamStore, ndarray::arr1};
-///
-/// let mut params = ParamStore::<f64>::new();
-/// let w = params.insert("w", arr1(&[1.0, 2.0]).into_dyn()).unwrap();
-/// let (loss, grads) = value_and_grad(|tape| {
-///     let w = tape.param(&params, w);
-///     (w * w).sum() // d/dw sum(w^2) = 2w
-/// });
-/// assert_eq!(loss, 5.0);
-/// assert_eq!(grads.get(w).unwrap().as_slice().unwrap(), &[2.0, 4.0]);
-/// ```
-pub fn value_and_grad<T, F>(f: F) -> (T, Gradients<T>)
-where
-    T: Float,
-    F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
-{
-    record_and_backward(f, false).expect("anomaly detection is off")
-}
-
-/// [`value_and_grad`] in anomaly mode (PyTorch's `detect_anomaly`): every forward value and
-/// every backward gradient is checked, and the first op that produced a NaN or an infinity
-/// is reported with its name and shapes. Slower; for debugging.
-///
-/// ```
-/// use gradus_autograd::{value_and_grad_detect_anomaly, Phase, ndarray::arr1};
-/// let err = value_and_grad_detect_anomaly(|tape| {
-///     let x = tape.input(arr1(&[1.0f64, 0.0]).into_dyn());
-///     (x.log() * 2.0).sum()
-/// })
-/// .unwrap_err();
-/// assert_eq!((err.op.as_str(), err.phase), ("log", Phase::Forward));
-/// assert_eq!(err.output_shape, vec![2]);
-/// ```
-pub fn value_and_grad_detect_anomaly<T, F>(f: F) -> Result<(T, Gradients<T>), Anomaly>
-where
-    T: Float,
-    F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
-{
-    record_and_backward(f, true)
-}
-
-fn record_and_backward<T, F>(f: F, detect_anomaly: bool) -> Result<(T, Gradients<T>), Anomaly>
-where
-    T: Float,
-    F: for<'t> FnOnce(&'t Tape<T>) -> Var<'t, T>,
-{
-    record_with_aux(|tape| (f(tape), ()), detect_anomaly).map(|(v, g, ())| (v, g))
-}
-
-fn record_with_aux<T, A, F>(f: F, detect_anomaly: bool) -> Result<(T, Gradients<T>, A), Anomaly>
-where
-    T: Float,
-    F: for<'t> FnOnce(&'t Tape<T>) -> (Var<'t, T>, A),
-{
-    let mut tape = Tape::new(true);
-    tape.detect_anomaly = detect_anomaly;
-    let (loss, aux) = f(&tape);
-    let loss = loss.id;
-    let value = tape
-        .value_of(loss)
-        .iter()
-        .next()
-        .copied()
-        .expect("loss has one element");
-    Ok((value, tape.backward(loss)?, aux))
-}
-
-/// [`value_and_grad`] for a closure that returns, beside the loss, anything computed on the
-/// way (JAX's `has_aux=True`): logits' accuracy, metrics, buffer updates. With
-/// `detect_anomaly`, it fails as [`value_and_grad_detect_anomaly`] does.
-///
-/// ```
-/// use gradus_autograd::{value_and_grad_with_aux, count_correct, ParamStore, ndarray::arr2};
-///
-/// let mut params = ParamStore::<f32>::new();
-/// let w = params.insert("w", arr2(&[[1.0, 0.0], [0.0, 1.0]]).into_dyn()).unwrap();
-/// let x = arr2(&[[2.0, 1.0], [0.0, 3.0]]).into_dyn();
-/// let labels = [0, 0];
-/// let (loss, grads, correct) = value_and_grad_with_aux(false, |tape| {
-///     let logits = tape.constant(x.clone()).matmul(tape.param(&params, w));
-///     let correct = count_correct(&logits.value(), &labels);
-///     (logits.cross_entropy_with_logits(&labels), correct)
-/// })
-/// .unwrap();
-/// assert_eq!(correct, 1);
-/// assert!(loss > 0.0 && grads.get(w).is_some());
-/// ```
-pub fn value_and_grad_with_aux<T, A, F>(
-    detect_anomaly: bool,
-    f: F,
-) -> Result<(T, Gradients<T>, A), Anomaly>
-where
-    T: Float,
-    F: for<'t> FnOnce(&'t Tape<T>) -> (Var<'t, T>, A),
-{
-    record_with_aux(f, detect_anomaly)
-}
-
-/// The gradients of one backward pass, keyed by parameter (and by the inputs that asked).
-///
-/// Dropping them gives their storage back to this thread's [`pool`](crate::pool).
-#[derive(Clone, Debug, Default)]
-pub struct Gradients<T: Float = f32> {
-    params: Vec<Option<ArrayD<T>>>,
-    /// The name key of each parameter with a gradient, so an id of another model is caught.
-    keys: Vec<u32>,
-    inputs: HashMap<NodeId, ArrayD<T>>,
-}
-
-impl<T: Float> Drop for Gradients<T> {
-    fn drop(&mut self) {
-        for g in self.params.drain(..).flatten() {
-            pool::recycle(g);
-        }
-        for (_, g) in self.inputs.drain() {
-            pool::recycle(g);
-        }
-        let slots = std::mem::take(&mut self.params);
-        let keys = std::mem::take(&mut self.keys);
-        pool::with_pool::<T, _>(|p| {
-            p.param_grads = slots;
-            p.param_keys = keys;
-        });
-    }
-}
-
-impl<T: Float> Gradients<T> {
-    fn check(&self, id: ParamId) {
-        if let Some(&k) = self.keys.get(id.index) {
-            assert!(
-                k == 0 || k == id.key,
-                "gradients: parameter #{} belongs to another model than these gradients",
-                id.index
-            );
-        }
-    }
-
-    /// The gradient of a parameter, or `None` if the loss did not depend on it.
-    pub fn get(&self, id: ParamId) -> Option<&ArrayD<T>> {
-        self.check(id);
-        self.params.get(id.index).and_then(Option::as_ref)
-    }
-
-    /// Mutable access, for clipping and the like.
-    pub fn get_mut(&mut self, id: ParamId) -> Option<&mut ArrayD<T>> {
-        self.check(id);
-        self.params.get_mut(id.index).and_then(Option::as_mut)
-    }
-
-    /// Sets or replaces a parameter's gradient.
-    pub fn insert(&mut self, id: ParamId, grad: ArrayD<T>) {
-        self.check(id);
-        if self.params.len() <= id.index {
-            self.params.resize_with(id.index + 1, || None);
-        }
-        if self.keys.len() <= id.index {
-            self.keys.resize(id.index + 1, 0);
-        }
-        self.params[id.index] = Some(grad);
-        self.keys[id.index] = id.key;
-    }
-
-    /// Adds `other`'s gradients into these, parameter by parameter (what summing the
-    /// gradients of several shards of a batch does).
-    pub fn accumulate(&mut self, other: &Gradients<T>) {
-        for (i, g) in other.params.iter().enumerate() {
-            let Some(g) = g else { continue };
-            if self.params.len() <= i {
-                self.params.resize_with(i + 1, || None);
-            }
-            match &mut self.params[i] {
-                Some(acc) => *acc += g,
-                slot => *slot = Some(g.clone()),
-            }
-            if self.keys.len() <= i {
-                self.keys.resize(i + 1, 0);
-            }
-            self.keys[i] = other.keys.get(i).copied().unwrap_or(0);
-        }
-    }
-
-    /// The gradient of a value made with [`Tape::input`].
-    pub fn input(&self, id: NodeId) -> Option<&ArrayD<T>> {
-        self.inputs.get(&id)
-    }
-
-    /// `(id, gradient)` for every parameter that received one.
-    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &ArrayD<T>)> {
-        let keys = &self.keys;
-        self.params
-            .iter()
-            .enumerate()
-            .filter_map(move |(index, g)| {
-                let key = keys.get(index).copied().unwrap_or(0);
-                g.as_ref().map(|g| (ParamId { index, key }, g))
-            })
-    }
-
-    /// Mutable `(id, gradient)` pairs.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut ArrayD<T>)> {
-        let keys = &self.keys;
-        self.params
-            .iter_mut()
-            .enumerate()
-            .filter_map(move |(index, g)| {
-                let key = keys.get(index).copied().unwrap_or(0);
-                g.as_mut().map(|g| (ParamId { index, key }, g))
-            })
-    }
-
-    /// Number of parameters with a gradient.
-    pub fn len(&self) -> usize {
-        self.iter().count()
-    }
-
-    /// True when no parameter received a gradient.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

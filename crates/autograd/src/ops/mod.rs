@@ -10,6 +10,7 @@ pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod pointwise;
+pub mod pooling;
 pub mod reduce;
 pub mod shape;
 

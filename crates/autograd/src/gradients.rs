@@ -1,0 +1,132 @@
+//! `Gradients`: what one backward pass returns, keyed by parameter id (and by the inputs that
+//! asked), with the operations clipping and data parallelism need.
+
+use std::collections::HashMap;
+
+use ndarray::ArrayD;
+
+use crate::tape::NodeId;
+use crate::{Float, ParamId, pool};
+
+/// The gradients of one backward pass, keyed by parameter (and by the inputs that asked).
+///
+/// Dropping them gives their storage back to this thread's [`pool`](crate::pool).
+#[derive(Clone, Debug, Default)]
+pub struct Gradients<T: Float = f32> {
+    pub(crate) params: Vec<Option<ArrayD<T>>>,
+    /// The name key of each parameter with a gradient, so an id of another model is caught.
+    pub(crate) keys: Vec<u32>,
+    pub(crate) inputs: HashMap<NodeId, ArrayD<T>>,
+}
+
+impl<T: Float> Drop for Gradients<T> {
+    fn drop(&mut self) {
+        for g in self.params.drain(..).flatten() {
+            pool::recycle(g);
+        }
+        for (_, g) in self.inputs.drain() {
+            pool::recycle(g);
+        }
+        let slots = std::mem::take(&mut self.params);
+        let keys = std::mem::take(&mut self.keys);
+        pool::with_pool::<T, _>(|p| {
+            p.param_grads = slots;
+            p.param_keys = keys;
+        });
+    }
+}
+
+impl<T: Float> Gradients<T> {
+    fn check(&self, id: ParamId) {
+        if let Some(&k) = self.keys.get(id.index) {
+            assert!(
+                k == 0 || k == id.key,
+                "gradients: parameter #{} belongs to another model than these gradients",
+                id.index
+            );
+        }
+    }
+
+    /// The gradient of a parameter, or `None` if the loss did not depend on it.
+    pub fn get(&self, id: ParamId) -> Option<&ArrayD<T>> {
+        self.check(id);
+        self.params.get(id.index).and_then(Option::as_ref)
+    }
+
+    /// Mutable access, for clipping and the like.
+    pub fn get_mut(&mut self, id: ParamId) -> Option<&mut ArrayD<T>> {
+        self.check(id);
+        self.params.get_mut(id.index).and_then(Option::as_mut)
+    }
+
+    /// Sets or replaces a parameter's gradient.
+    pub fn insert(&mut self, id: ParamId, grad: ArrayD<T>) {
+        self.check(id);
+        if self.params.len() <= id.index {
+            self.params.resize_with(id.index + 1, || None);
+        }
+        if self.keys.len() <= id.index {
+            self.keys.resize(id.index + 1, 0);
+        }
+        self.params[id.index] = Some(grad);
+        self.keys[id.index] = id.key;
+    }
+
+    /// Adds `other`'s gradients into these, parameter by parameter (what summing the
+    /// gradients of several shards of a batch does).
+    pub fn accumulate(&mut self, other: &Gradients<T>) {
+        for (i, g) in other.params.iter().enumerate() {
+            let Some(g) = g else { continue };
+            if self.params.len() <= i {
+                self.params.resize_with(i + 1, || None);
+            }
+            match &mut self.params[i] {
+                Some(acc) => *acc += g,
+                slot => *slot = Some(g.clone()),
+            }
+            if self.keys.len() <= i {
+                self.keys.resize(i + 1, 0);
+            }
+            self.keys[i] = other.keys.get(i).copied().unwrap_or(0);
+        }
+    }
+
+    /// The gradient of a value made with [`Tape::input`].
+    pub fn input(&self, id: NodeId) -> Option<&ArrayD<T>> {
+        self.inputs.get(&id)
+    }
+
+    /// `(id, gradient)` for every parameter that received one.
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &ArrayD<T>)> {
+        let keys = &self.keys;
+        self.params
+            .iter()
+            .enumerate()
+            .filter_map(move |(index, g)| {
+                let key = keys.get(index).copied().unwrap_or(0);
+                g.as_ref().map(|g| (ParamId { index, key }, g))
+            })
+    }
+
+    /// Mutable `(id, gradient)` pairs.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut ArrayD<T>)> {
+        let keys = &self.keys;
+        self.params
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(index, g)| {
+                let key = keys.get(index).copied().unwrap_or(0);
+                g.as_mut().map(|g| (ParamId { index, key }, g))
+            })
+    }
+
+    /// Number of parameters with a gradient.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// True when no parameter received a gradient.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

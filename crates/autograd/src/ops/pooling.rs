@@ -1,0 +1,327 @@
+//! Pooling over NCHW images, with PyTorch's functional names and argument meanings:
+//! `max_pool2d` (keeping the argmax of every window for backward), `avg_pool2d` (padding
+//! counted in the divisor, PyTorch's default) and `adaptive_avg_pool2d`.
+
+use ndarray::{ArrayD, IxDyn};
+use smallvec::smallvec;
+
+use super::conv::{Geometry, Pair, contiguous};
+use crate::{Float, Var, pool};
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Max pooling over `kernel` windows (PyTorch's `F.max_pool2d`; `stride` defaults to the
+    /// kernel there, here it is explicit). Padding counts as minus infinity. The gradient
+    /// goes to the first maximal element of each window.
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::{Array, ArrayD}};
+    /// let tape = Tape::<f32>::no_grad();
+    /// let x = tape.constant(Array::range(0.0, 16.0, 1.0).into_shape_with_order(vec![1, 1, 4, 4]).unwrap());
+    /// let y = x.max_pool2d(2, 2, 0);
+    /// assert_eq!(y.value().as_slice().unwrap(), &[5.0, 7.0, 13.0, 15.0]);
+    /// ```
+    pub fn max_pool2d(
+        self,
+        kernel: impl Into<Pair>,
+        stride: impl Into<Pair>,
+        padding: impl Into<Pair>,
+    ) -> Var<'t, T> {
+        let x = self.value();
+        let (kernel, padding) = (kernel.into(), padding.into());
+        let g = Geometry::new(
+            "max_pool2d",
+            x.shape(),
+            kernel,
+            stride.into(),
+            padding,
+            Pair(1, 1),
+        );
+        assert!(
+            2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1,
+            "max_pool2d: padding {padding:?} must be at most half the kernel {kernel:?}"
+        );
+        assert!(
+            g.h * g.w <= u32::MAX as usize,
+            "max_pool2d: planes of {}x{} are too large",
+            g.h,
+            g.w
+        );
+        let xs = contiguous(&x);
+        let planes = g.n * g.c;
+        let mut argmax = vec![0u32; planes * g.positions()];
+        let mut out = pool::scratch::<T>(&[g.n, g.c, g.oh, g.ow]);
+        let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
+        // NaN propagates as the maximum, as in PyTorch.
+        let better = |v: T, b: T| v > b || (v.is_nan() && !b.is_nan());
+        if padding == Pair(0, 0) && kernel == Pair(2, 2) && g.stride == Pair(2, 2) {
+            // The common 2x2 / stride 2 case, unrolled.
+            for plane in 0..planes {
+                let src = &xs[plane * g.h * g.w..][..g.h * g.w];
+                let dst = &mut out_s[plane * g.positions()..][..g.positions()];
+                let arg = &mut argmax[plane * g.positions()..][..g.positions()];
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let i = 2 * oy * g.w + 2 * ox;
+                        let mut at = i;
+                        for j in [i + 1, i + g.w, i + g.w + 1] {
+                            if better(src[j], src[at]) {
+                                at = j;
+                            }
+                        }
+                        dst[oy * g.ow + ox] = src[at];
+                        arg[oy * g.ow + ox] = at as u32;
+                    }
+                }
+            }
+        } else if padding == Pair(0, 0) {
+            // Every window lies inside the input: no bounds to test.
+            for plane in 0..planes {
+                let src = &xs[plane * g.h * g.w..][..g.h * g.w];
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let first = oy * g.stride.0 * g.w + ox * g.stride.1;
+                        let (mut at, mut best) = (first, src[first]);
+                        for ki in 0..g.kh {
+                            let row = first + ki * g.w;
+                            for (kj, &v) in src[row..row + g.kw].iter().enumerate() {
+                                if better(v, best) {
+                                    (at, best) = (row + kj, v);
+                                }
+                            }
+                        }
+                        let o = plane * g.positions() + oy * g.ow + ox;
+                        argmax[o] = at as u32;
+                        out_s[o] = best;
+                    }
+                }
+            }
+        }
+        for plane in (0..planes).filter(|_| padding != Pair(0, 0)) {
+            let src = &xs[plane * g.h * g.w..][..g.h * g.w];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut best: Option<(usize, T)> = None;
+                    for ki in 0..g.kh {
+                        let Some(iy) = Geometry::source(oy, ki, g.stride.0, 1, g.padding.0, g.h)
+                        else {
+                            continue;
+                        };
+                        for kj in 0..g.kw {
+                            let Some(ix) =
+                                Geometry::source(ox, kj, g.stride.1, 1, g.padding.1, g.w)
+                            else {
+                                continue;
+                            };
+                            let v = src[iy * g.w + ix];
+                            if best.is_none_or(|(_, b)| better(v, b)) {
+                                best = Some((iy * g.w + ix, v));
+                            }
+                        }
+                    }
+                    let (at, v) =
+                        best.expect("a window holds at least one element (padding <= kernel / 2)");
+                    let o = plane * g.positions() + oy * g.ow + ox;
+                    argmax[o] = at as u32;
+                    out_s[o] = v;
+                }
+            }
+        }
+        self.tape
+            .push_op("max_pool2d", &[self], out, move |grad, _, _, _| {
+                let gs = contiguous(grad);
+                let mut dx = pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero());
+                let d = dx.as_slice_mut().expect("pooled storage is contiguous");
+                let p = g.positions();
+                for ((plane, args), grads) in d
+                    .chunks_exact_mut(g.h * g.w)
+                    .zip(argmax.chunks_exact(p))
+                    .zip(gs.chunks_exact(p))
+                {
+                    for (&at, &gv) in args.iter().zip(grads) {
+                        plane[at as usize] += gv;
+                    }
+                }
+                smallvec![Some(dx)]
+            })
+    }
+
+    /// Average pooling over `kernel` windows; padding counts in the divisor (PyTorch's
+    /// default `count_include_pad=True`), so every window divides by `kh * kw`.
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::ArrayD};
+    /// let tape = Tape::<f32>::no_grad();
+    /// let x = tape.constant(ArrayD::ones(vec![1, 1, 2, 2]));
+    /// // With padding 1 and a 2x2 kernel, the corner windows hold one real element of four.
+    /// assert_eq!(x.avg_pool2d(2, 1, 1).value().as_slice().unwrap(), &[0.25, 0.5, 0.25, 0.5, 1.0, 0.5, 0.25, 0.5, 0.25]);
+    /// ```
+    pub fn avg_pool2d(
+        self,
+        kernel: impl Into<Pair>,
+        stride: impl Into<Pair>,
+        padding: impl Into<Pair>,
+    ) -> Var<'t, T> {
+        let x = self.value();
+        let (kernel, padding) = (kernel.into(), padding.into());
+        let g = Geometry::new(
+            "avg_pool2d",
+            x.shape(),
+            kernel,
+            stride.into(),
+            padding,
+            Pair(1, 1),
+        );
+        assert!(
+            2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1,
+            "avg_pool2d: padding {padding:?} must be at most half the kernel {kernel:?}"
+        );
+        let divisor = T::of((g.kh * g.kw) as f64);
+        let windows = move |oy: usize, ox: usize, mut f: Box<dyn FnMut(usize) + '_>| {
+            for ki in 0..g.kh {
+                let Some(iy) = Geometry::source(oy, ki, g.stride.0, 1, g.padding.0, g.h) else {
+                    continue;
+                };
+                for kj in 0..g.kw {
+                    if let Some(ix) = Geometry::source(ox, kj, g.stride.1, 1, g.padding.1, g.w) {
+                        f(iy * g.w + ix);
+                    }
+                }
+            }
+        };
+        let xs = contiguous(&x);
+        let mut out = pool::scratch::<T>(&[g.n, g.c, g.oh, g.ow]);
+        let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
+        for plane in 0..g.n * g.c {
+            let src = &xs[plane * g.h * g.w..][..g.h * g.w];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut sum = T::zero();
+                    windows(oy, ox, Box::new(|i| sum += src[i]));
+                    out_s[plane * g.positions() + oy * g.ow + ox] = sum / divisor;
+                }
+            }
+        }
+        self.tape
+            .push_op("avg_pool2d", &[self], out, move |grad, _, _, _| {
+                let gs = contiguous(grad);
+                let mut dx = ArrayD::<T>::zeros(IxDyn(&[g.n, g.c, g.h, g.w]));
+                let d = dx.as_slice_mut().expect("fresh array");
+                for plane in 0..g.n * g.c {
+                    let dst = &mut d[plane * g.h * g.w..][..g.h * g.w];
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            let share = gs[plane * g.positions() + oy * g.ow + ox] / divisor;
+                            windows(oy, ox, Box::new(|i| dst[i] += share));
+                        }
+                    }
+                }
+                smallvec![Some(dx)]
+            })
+    }
+
+    /// Average pooling to an `(out_h, out_w)` grid whatever the input's size (PyTorch's
+    /// `F.adaptive_avg_pool2d`): output cell `i` averages input rows `floor(i h / out_h)` to
+    /// `ceil((i + 1) h / out_h)`. `(1, 1)` is global average pooling.
+    ///
+    /// ```
+    /// use gradus_autograd::{Tape, ndarray::{Array, ArrayD}};
+    /// let tape = Tape::<f32>::no_grad();
+    /// let x = tape.constant(Array::range(0.0, 12.0, 1.0).into_shape_with_order(vec![1, 2, 2, 3]).unwrap());
+    /// assert_eq!(x.adaptive_avg_pool2d((1, 1)).value().as_slice().unwrap(), &[2.5, 8.5]);
+    /// ```
+    pub fn adaptive_avg_pool2d(self, output: impl Into<Pair>) -> Var<'t, T> {
+        let x = self.value();
+        let Pair(oh, ow) = output.into();
+        assert!(
+            x.ndim() == 4 && oh > 0 && ow > 0,
+            "adaptive_avg_pool2d: expected an NCHW input and an output of at least 1x1, got \
+             shape {:?} and ({oh}, {ow})",
+            x.shape()
+        );
+        let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        assert!(
+            h > 0 && w > 0,
+            "adaptive_avg_pool2d: empty input of shape {:?}",
+            x.shape()
+        );
+        let bounds =
+            |i: usize, out: usize, len: usize| (i * len / out, ((i + 1) * len).div_ceil(out));
+        let xs = contiguous(&x);
+        let mut out = pool::scratch::<T>(&[n, c, oh, ow]);
+        let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
+        for plane in 0..n * c {
+            let src = &xs[plane * h * w..][..h * w];
+            for oy in 0..oh {
+                let (y0, y1) = bounds(oy, oh, h);
+                for ox in 0..ow {
+                    let (x0, x1) = bounds(ox, ow, w);
+                    let sum: T = (y0..y1)
+                        .flat_map(|y| (x0..x1).map(move |x| (y, x)))
+                        .map(|(y, x)| src[y * w + x])
+                        .sum();
+                    out_s[(plane * oh + oy) * ow + ox] =
+                        sum / T::of(((y1 - y0) * (x1 - x0)) as f64);
+                }
+            }
+        }
+        self.tape
+            .push_op("adaptive_avg_pool2d", &[self], out, move |grad, _, _, _| {
+                let gs = contiguous(grad);
+                let mut dx = ArrayD::<T>::zeros(IxDyn(&[n, c, h, w]));
+                let d = dx.as_slice_mut().expect("fresh array");
+                for plane in 0..n * c {
+                    for oy in 0..oh {
+                        let (y0, y1) = bounds(oy, oh, h);
+                        for ox in 0..ow {
+                            let (x0, x1) = bounds(ox, ow, w);
+                            let share = gs[(plane * oh + oy) * ow + ox]
+                                / T::of(((y1 - y0) * (x1 - x0)) as f64);
+                            for y in y0..y1 {
+                                for xx in x0..x1 {
+                                    d[plane * h * w + y * w + xx] += share;
+                                }
+                            }
+                        }
+                    }
+                }
+                smallvec![Some(dx)]
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Var;
+    use crate::ops::test_util::{check, sample};
+
+    #[test]
+    fn gradcheck_pooling() {
+        // Distinct values keep the max away from ties, where it has no derivative.
+        let x = sample(&[2, 3, 6, 5], 31);
+        // Without padding (the path with no bounds tests), overlapping and not.
+        check(
+            |v: &[Var<'_, f64>]| v[0].max_pool2d(2, 2, 0).square().sum(),
+            std::slice::from_ref(&x),
+        );
+        check(
+            |v: &[Var<'_, f64>]| v[0].max_pool2d(3, (2, 1), 0).square().sum(),
+            std::slice::from_ref(&x),
+        );
+        check(
+            |v: &[Var<'_, f64>]| v[0].max_pool2d((3, 2), (2, 1), 1).square().sum(),
+            std::slice::from_ref(&x),
+        );
+        check(
+            |v: &[Var<'_, f64>]| v[0].avg_pool2d(3, 2, 1).square().sum(),
+            std::slice::from_ref(&x),
+        );
+        check(
+            |v: &[Var<'_, f64>]| v[0].adaptive_avg_pool2d((4, 3)).square().sum(),
+            std::slice::from_ref(&x),
+        );
+        check(
+            |v: &[Var<'_, f64>]| v[0].adaptive_avg_pool2d(1).square().sum(),
+            &[x],
+        );
+    }
+}
