@@ -124,6 +124,10 @@ struct Args {
     /// Draw the first convolution's learned filters into this PNG (--model cnn).
     #[arg(long)]
     plot_filters: Option<PathBuf>,
+    /// Data-parallel workers: each batch is split over this many threads (see the README for
+    /// when it pays; set MATMUL_NUM_THREADS=1 with more than one).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    workers: u64,
     /// Train on only the first N training images (a quick run; 0 = all).
     #[arg(long, default_value_t = 0)]
     train_limit: usize,
@@ -435,6 +439,7 @@ fn main() -> ExitCode {
     }
     let config = TrainerConfig {
         epochs: epochs as usize,
+        workers: args.workers as usize,
         batch_size,
         seed: args.seed,
         schedule,

@@ -72,6 +72,14 @@ impl<T: Float> Gradients<T> {
         self.keys[id.index] = id.key;
     }
 
+    /// Multiplies every gradient by `factor` (what weighting a shard of a batch by its size
+    /// does before the shards are summed).
+    pub fn scale(&mut self, factor: T) {
+        for g in self.params.iter_mut().flatten() {
+            g.mapv_inplace(|v| v * factor);
+        }
+    }
+
     /// Adds `other`'s gradients into these, parameter by parameter (what summing the
     /// gradients of several shards of a batch does).
     pub fn accumulate(&mut self, other: &Gradients<T>) {

@@ -242,3 +242,42 @@ fn outputs_that_cannot_work_are_refused_before_training() {
     }
     assert!(!out.exists());
 }
+
+#[test]
+fn two_workers_train_to_the_same_accuracy_as_one() {
+    let bin = example();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |workers: &str| {
+        let out = Command::new(&bin)
+            .args(["--epochs", "1", "--train-limit", "2048", "--hidden", "64"])
+            .args(["--workers", workers, "--quiet", "--output"])
+            .arg(dir.path().join(format!("w{workers}.gradus")))
+            .env_remove("MNIST_DIR")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let acc: f64 = text
+            .split("accuracy ")
+            .nth(1)
+            .and_then(|r| r.split('%').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        acc
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert!(
+        (one - two).abs() <= 0.3,
+        "1 worker {one}%, 2 workers {two}%"
+    );
+    let bad = Command::new(&bin)
+        .args(["--workers", "0", "--quiet"])
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -114,6 +114,60 @@ impl<T: Float> BufferUpdates<T> {
         }
     }
 
+    /// The element-wise mean of several passes' updates of each buffer, in the order buffers
+    /// first appear: how data-parallel workers, each with its own batch statistics, combine
+    /// their running statistics (as averaging the replicas' buffers would).
+    ///
+    /// ```
+    /// use gradus_layers::{BufferUpdates, ForwardCtx, ParamBuilder};
+    /// use gradus_autograd::ndarray::{ArrayD, arr1};
+    /// let mut b = ParamBuilder::<f32>::new(0);
+    /// let m = b.buffer("m", ArrayD::zeros(vec![2])).unwrap();
+    /// let mut params = b.finish();
+    /// let parts: Vec<BufferUpdates<f32>> = [1.0, 3.0]
+    ///     .into_iter()
+    ///     .map(|v| {
+    ///         let mut ctx = ForwardCtx::train_seeded(0);
+    ///         ctx.update_buffer(m, ArrayD::from_elem(vec![2], v));
+    ///         ctx.take_updates()
+    ///     })
+    ///     .collect();
+    /// BufferUpdates::mean_of(parts).apply(&mut params);
+    /// assert_eq!(params.buffer(m), &arr1(&[2.0, 2.0]).into_dyn());
+    /// ```
+    pub fn mean_of(parts: Vec<BufferUpdates<T>>) -> BufferUpdates<T> {
+        let n = parts.len();
+        if n <= 1 {
+            return parts.into_iter().next().unwrap_or_default();
+        }
+        let mut out: Vec<(BufferId, ArrayD<T>, usize)> = Vec::new();
+        // Within one pass the last update of a buffer is its new value.
+        let last = parts.into_iter().flat_map(|p| {
+            let mut own: Vec<(BufferId, ArrayD<T>)> = Vec::new();
+            for (id, value) in p.0 {
+                match own.iter_mut().find(|(i, _)| *i == id) {
+                    Some(slot) => slot.1 = value,
+                    None => own.push((id, value)),
+                }
+            }
+            own
+        });
+        for (id, value) in last {
+            match out.iter_mut().find(|(i, _, _)| *i == id) {
+                Some((_, sum, count)) => {
+                    *sum += &value;
+                    *count += 1;
+                }
+                None => out.push((id, value, 1)),
+            }
+        }
+        BufferUpdates(
+            out.into_iter()
+                .map(|(id, sum, count)| (id, sum.mapv(|v| v / T::of(count as f64))))
+                .collect(),
+        )
+    }
+
     /// Number of updates.
     pub fn len(&self) -> usize {
         self.0.len()

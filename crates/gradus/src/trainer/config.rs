@@ -145,6 +145,18 @@ pub struct TrainerConfig {
     /// Check every op's output and every gradient for NaN / infinity and fail with the first
     /// op that produced one (default false: it costs a pass over every value).
     pub detect_anomaly: bool,
+    /// Data-parallel workers (default 1): each step's batch is split into this many shards,
+    /// each worker thread runs forward and backward on its own, and the gradients are summed
+    /// in a fixed order, weighted by shard size, so the update is the whole batch's mean.
+    /// Workers draw dropout from streams derived from the seed; BatchNorm computes statistics
+    /// per worker and the running statistics are the workers' mean. Set
+    /// `MATMUL_NUM_THREADS=1` with several workers, so the matrix products do not also split.
+    #[serde(default = "one")]
+    pub workers: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainerConfig {
@@ -165,6 +177,7 @@ impl Default for TrainerConfig {
             checkpoint: None,
             eval_batch_size: 1000,
             detect_anomaly: false,
+            workers: 1,
         }
     }
 }

@@ -59,9 +59,11 @@ pub struct Trainer<T: Float = f32> {
     /// The settings.
     pub config: TrainerConfig,
     optimizer: Box<dyn Optimizer<T>>,
-    objective: Box<dyn Objective<T>>,
+    objective: Box<dyn Objective<T> + Send + Sync>,
     callbacks: Vec<Box<dyn Callback<T>>>,
     state: TrainingState<T>,
+    /// The data-parallel workers' threads, made once (for `config.workers > 1`).
+    workers: Option<(usize, rayon::ThreadPool)>,
 }
 
 impl<T: Float> Trainer<T> {
@@ -87,12 +89,13 @@ impl<T: Float> Trainer<T> {
             objective: Box::new(Loss::CrossEntropy),
             callbacks: Vec::new(),
             state,
+            workers: None,
         }
     }
 
     /// Sets what `fit` minimises: a built-in [`Loss`] or any [`Objective`] (see
     /// [`loss_fn`](crate::loss_fn)).
-    pub fn loss(mut self, objective: impl Objective<T> + 'static) -> Self {
+    pub fn loss(mut self, objective: impl Objective<T> + Send + Sync + 'static) -> Self {
         self.objective = Box::new(objective);
         self
     }
@@ -158,6 +161,9 @@ impl<T: Float> Trainer<T> {
         if c.batch_size == BatchSize::Mini(0) {
             return bad("batch_size", "at least 1", "0".into());
         }
+        if c.workers == 0 {
+            return bad("workers", "at least 1", "0".into());
+        }
         if c.eval_batch_size == 0 {
             return bad("eval_batch_size", "at least 1", "0".into());
         }
@@ -191,7 +197,7 @@ impl<T: Float> Trainer<T> {
     /// or early stopping ends it. Each batch runs forward, loss, backward, clipping,
     /// optimizer update and schedule step; each epoch ends with an evaluation on the
     /// validation set, if any.
-    pub fn fit<M: Module<T> + ?Sized>(
+    pub fn fit<M: Module<T> + Sync + ?Sized>(
         &mut self,
         model: &M,
         params: &mut ParamStore<T>,
@@ -293,7 +299,7 @@ impl<T: Float> Trainer<T> {
         Ok(())
     }
 
-    fn run_epoch<M: Module<T> + ?Sized>(
+    fn run_epoch<M: Module<T> + Sync + ?Sized>(
         &mut self,
         model: &M,
         params: &mut ParamStore<T>,
@@ -319,15 +325,41 @@ impl<T: Float> Trainer<T> {
         let task = self.objective.task();
         let (mut loss_sum, mut seen, mut skipped) = (0.0, 0usize, 0usize);
         let mut sums = MetricSums::default();
+        let workers = self.config.workers;
+        if workers > 1 && self.workers.as_ref().is_none_or(|(n, _)| *n != workers) {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .thread_name(|i| format!("gradus-worker-{i}"))
+                .build()
+                .map_err(|e| TrainError::Config {
+                    field: "workers",
+                    expected: "a number of threads the OS can start".into(),
+                    found: format!("{workers} ({e})"),
+                })?;
+            self.workers = Some((workers, pool));
+        }
         for (b, indices) in batches.enumerate() {
-            let outcome = step::forward_backward(
-                model,
-                params,
-                train.batch(indices),
-                &*self.objective,
-                &mut self.state.rng,
-                self.config.detect_anomaly,
-            )
+            let outcome = match &self.workers {
+                Some((_, pool)) if workers > 1 => step::forward_backward_sharded(
+                    model,
+                    params,
+                    train,
+                    indices,
+                    &*self.objective,
+                    (self.config.seed, self.state.step),
+                    workers,
+                    pool,
+                    self.config.detect_anomaly,
+                ),
+                _ => step::forward_backward(
+                    model,
+                    params,
+                    train.batch(indices),
+                    &*self.objective,
+                    &mut self.state.rng,
+                    self.config.detect_anomaly,
+                ),
+            }
             .map_err(|anomaly| TrainError::Anomaly {
                 epoch,
                 batch: b + 1,

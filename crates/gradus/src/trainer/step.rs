@@ -3,10 +3,12 @@
 
 use gradus_autograd::{Anomaly, Float, Gradients, ParamStore, all_finite, value_and_grad_with_aux};
 use gradus_layers::{BufferUpdates, ForwardCtx, Module};
-use rand::RngCore;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::objective::{MetricSums, Objective};
-use crate::data::Batch;
+use crate::data::{Batch, Dataset};
 
 /// What forward and backward of one batch produce.
 pub(crate) struct StepOutcome<T: Float> {
@@ -40,6 +42,77 @@ pub(crate) fn forward_backward<T: Float, M: Module<T> + ?Sized>(
         metrics,
         updates,
     })
+}
+
+/// The shard of `n` samples that worker `i` of `workers` takes: contiguous, sizes differing
+/// by at most one.
+pub(crate) fn shard(n: usize, workers: usize, i: usize) -> std::ops::Range<usize> {
+    i * n / workers..(i + 1) * n / workers
+}
+
+/// SplitMix64's finaliser: spreads a counter into an unrelated-looking 64-bit seed.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Data-parallel forward and backward: the batch `indices` split into one shard per worker,
+/// each run on its own thread of `pool` (with its own tape, storage cache and dropout stream,
+/// seeded from the training seed, the step and the worker, so the shuffling stream is the
+/// one a single worker uses), each shard's gradients weighted by its share of the batch and
+/// summed in worker order, so the result is the whole batch's mean and the same on every run.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
+    model: &M,
+    params: &ParamStore<T>,
+    data: &Dataset<T>,
+    indices: &[usize],
+    objective: &(dyn Objective<T> + Send + Sync),
+    (seed, step): (u64, u64),
+    workers: usize,
+    pool: &rayon::ThreadPool,
+    detect_anomaly: bool,
+) -> Result<StepOutcome<T>, Anomaly> {
+    let n = indices.len();
+    let workers = workers.clamp(1, n.max(1));
+    let seeds: Vec<u64> = (0..workers as u64)
+        .map(|w| mix(mix(mix(seed) ^ step) ^ w))
+        .collect();
+    let parts: Vec<Result<StepOutcome<T>, Anomaly>> = pool.install(|| {
+        (0..workers)
+            .into_par_iter()
+            .map(|i| {
+                let rows = &indices[shard(n, workers, i)];
+                let mut worker_rng = ChaCha8Rng::seed_from_u64(seeds[i]);
+                let mut part = forward_backward(
+                    model,
+                    params,
+                    data.batch(rows),
+                    objective,
+                    &mut worker_rng,
+                    detect_anomaly,
+                )?;
+                let share = rows.len() as f64 / n as f64;
+                part.grads.scale(T::of(share));
+                part.loss *= share;
+                Ok(part)
+            })
+            .collect()
+    });
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().expect("at least one worker")?;
+    let mut updates = vec![std::mem::take(&mut total.updates)];
+    for part in parts {
+        let part = part?;
+        total.loss += part.loss;
+        total.grads.accumulate(&part.grads);
+        total.metrics.add(part.metrics);
+        updates.push(part.updates);
+    }
+    total.updates = BufferUpdates::mean_of(updates);
+    Ok(total)
 }
 
 /// What is not finite in a step's loss or gradients, if anything.
