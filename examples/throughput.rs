@@ -7,7 +7,8 @@
 //! reshuffled every epoch. Prints one JSON line: the median samples/s of epochs 2-4 (epoch
 //! 1 is warm-up) and the test accuracy after 3 epochs. Threads: `MATMUL_NUM_THREADS`.
 //!
-//! `cargo run --release --example throughput -- w1` (benches/compare/run.sh runs it).
+//! `cargo run --release --example throughput -- w1` (benches/compare/run.sh runs it);
+//! `WORKERS=2 MATMUL_NUM_THREADS=1 ...` for two data-parallel workers.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,7 +86,13 @@ fn main() {
         }
         builder.linear(width, 10).build(0).expect("valid sizes")
     };
+    // Data-parallel workers (`WORKERS`, default 1); run them with MATMUL_NUM_THREADS=1.
+    let workers: usize = std::env::var("WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
     let config = TrainerConfig {
+        workers,
         epochs: 3,
         batch_size: BatchSize::Mini(batch),
         progress: Progress::Quiet,
@@ -124,11 +131,16 @@ fn main() {
         .collect();
     rates.sort_by(f64::total_cmp);
     println!(
-        "{{\"impl\": \"gradus{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {:.4}, \"allocations_per_step\": {allocations_per_step:.2}, \"gemm_allocations_per_step\": {gemm_allocations_per_step:.2}}}",
+        "{{\"impl\": \"gradus{}{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {:.4}, \"allocations_per_step\": {allocations_per_step:.2}, \"gemm_allocations_per_step\": {gemm_allocations_per_step:.2}}}",
         if cfg!(feature = "openblas") {
             "+openblas"
         } else {
             ""
+        },
+        if workers > 1 {
+            format!("-{workers}workers")
+        } else {
+            String::new()
         },
         std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into()),
         rates[1],

@@ -51,6 +51,10 @@ for pass in $(seq "$passes"); do
       echo "pass $pass: $workload, $threads thread(s)" >&2
       for bin in "${bins[@]}"; do
         MATMUL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$bin/throughput" "$workload" >> "$out"
+        if [ "$threads" = 2 ]; then
+          # Two data-parallel workers, each with single-threaded matrix products.
+          WORKERS=2 MATMUL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$bin/throughput" "$workload" >> "$out"
+        fi
         # The hand-written baseline has the MLP workloads only.
         if [ "$workload" != w3 ]; then
           MATMUL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$bin/baseline_ndarray" "$workload" >> "$out"

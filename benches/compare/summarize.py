@@ -15,7 +15,7 @@ for r in rows:
     acc[key].append(r["test_accuracy"])
     if "allocations_per_step" in r:
         allocs[(impl, r["workload"])] = (r["allocations_per_step"], r.get("gemm_allocations_per_step"))
-order = ["gradus", "ndarray-baseline", "gradus+openblas", "ndarray-baseline+openblas", "pytorch"]
+order = ["gradus", "gradus-2workers", "ndarray-baseline", "gradus+openblas", "ndarray-baseline+openblas", "pytorch"]
 impls = sorted({k[0] for k in runs}, key=lambda i: order.index(i) if i in order else 99)
 med = {k: statistics.median(v) for k, v in runs.items()}
 workloads = sorted({k[1] for k in runs})
