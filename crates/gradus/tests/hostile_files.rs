@@ -243,3 +243,47 @@ fn the_counting_allocator_sees_the_parsers_allocations() {
     assert!(result.is_ok());
     assert!((10_000..=bound(bytes.len())).contains(&peak), "peak {peak}");
 }
+
+/// A gzip bomb: an IDX header declaring `n` bytes and `n` zeros, compressed about 1000:1.
+fn zeros_bomb(n: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&encode_u8(&[n], &[])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(zeros.len());
+        gz.write_all(&zeros[..k]).unwrap();
+        left -= k;
+    }
+    gz.finish().unwrap()
+}
+
+#[test]
+fn compressible_gzip_is_refused_by_the_decoded_limit_before_it_is_decoded() {
+    use gradus::data::idx::{MAX_DECODED_BYTES, parse_idx_limited};
+    // 300 MiB of zeros in about 300 KB: over the default limit, refused from the header.
+    let bomb = zeros_bomb(300 << 20);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let (result, peak) = peak_during(|| parse_idx(&bomb, Path::new("bomb.gz")));
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("more than the limit of {MAX_DECODED_BYTES} bytes")),
+        "{err}"
+    );
+    assert!(
+        peak <= bound(bomb.len()),
+        "allocated {peak} for a {} byte file",
+        bomb.len()
+    );
+    // A raised limit decodes it straight into the array: the payload once, no copy.
+    let n = 24 << 20;
+    let smaller = zeros_bomb(n);
+    let (result, peak) =
+        peak_during(|| parse_idx_limited(&smaller, Path::new("zeros.gz"), 32 << 20));
+    assert!(result.is_ok());
+    assert!(
+        peak <= n + n / 8 + (4 << 20),
+        "decoding {n} bytes allocated {peak}"
+    );
+}

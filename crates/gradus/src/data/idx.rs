@@ -39,6 +39,11 @@ pub struct IdxArray {
 /// better than about 1032:1), so a forged header cannot make the reader allocate without bound.
 const MAX_GZIP_RATIO: u64 = 1100;
 
+/// The default limit on an IDX file's decoded size (256 MiB; MNIST's largest file is 47 MB):
+/// a small gzip file may declare, and hold, gigabytes of zeros. [`read_idx_limited`] and
+/// `Mnist::load_with_limit` raise it.
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
+
 fn format_error(path: &Path, problem: impl Into<String>) -> DataError {
     DataError::Format {
         path: path.to_path_buf(),
@@ -58,6 +63,21 @@ fn format_error(path: &Path, problem: impl Into<String>) -> DataError {
 /// assert_eq!(a.data, IdxData::U8(vec![7, 2, 1]));
 /// ```
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
+    read_idx_limited(path, MAX_DECODED_BYTES)
+}
+
+/// [`read_idx`] with another limit on the decoded size, in bytes.
+///
+/// ```
+/// use gradus::data::idx::{encode_u8, read_idx_limited};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("big-idx1-ubyte");
+/// std::fs::write(&path, encode_u8(&[1000], &[0; 1000])).unwrap();
+/// let err = read_idx_limited(&path, 100).unwrap_err().to_string();
+/// assert!(err.contains("more than the limit of 100 bytes"), "{err}");
+/// assert!(read_idx_limited(&path, 2000).is_ok());
+/// ```
+pub fn read_idx_limited(path: &Path, max_decoded: u64) -> Result<IdxArray, DataError> {
     let bytes = std::fs::read(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => DataError::Missing {
             path: path.to_path_buf(),
@@ -68,11 +88,40 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
             source,
         },
     })?;
-    parse_idx(&bytes, path)
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        parse_idx_limited(&bytes, path, max_decoded)
+    } else {
+        check_limit(bytes.len() as u64, max_decoded, path)?;
+        parse_raw(bytes, path)
+    }
 }
 
-/// Parses IDX bytes (raw or gzip); `path` is used in errors only.
+fn check_limit(size: u64, max_decoded: u64, path: &Path) -> Result<(), DataError> {
+    if size > max_decoded {
+        return Err(format_error(
+            path,
+            format!(
+                "declares {size} bytes of data, more than the limit of {max_decoded} bytes \
+                 (raise it with read_idx_limited or Mnist::load_with_limit)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses IDX bytes (raw or gzip) with the default decoded-size limit; `path` is used in
+/// errors only.
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
+    parse_idx_limited(bytes, path, MAX_DECODED_BYTES)
+}
+
+/// [`parse_idx`] with another limit on the decoded size, in bytes. A gzip stream is decoded
+/// straight into the array's storage, after its header has been checked against the limit.
+pub fn parse_idx_limited(
+    bytes: &[u8],
+    path: &Path,
+    max_decoded: u64,
+) -> Result<IdxArray, DataError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let limit = (bytes.len() as u64).saturating_mul(MAX_GZIP_RATIO);
         // Several gzip members one after the other are one stream (RFC 1952; pigz and `cat a.gz
@@ -103,14 +152,17 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
                 ),
             ));
         }
-        let mut raw = head;
+        check_limit(total, max_decoded, path)?;
+        let mut raw = Vec::with_capacity(total as usize);
+        raw.extend_from_slice(&head);
         (&mut decoder)
             .take(expected + 1)
             .read_to_end(&mut raw)
             .map_err(|e| format_error(path, format!("gzip stream: {e}")))?;
-        parse_raw(&raw, path)
+        parse_raw(raw, path)
     } else {
-        parse_raw(bytes, path)
+        check_limit(bytes.len() as u64, max_decoded, path)?;
+        parse_raw(bytes.to_vec(), path)
     }
 }
 
@@ -176,8 +228,10 @@ fn header(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, u64), DataError> {
     Ok((dims, payload))
 }
 
-fn parse_raw(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
-    let (dims, payload) = header(bytes, path)?;
+/// Parses an uncompressed IDX file held in `bytes`, whose storage becomes the array's for
+/// unsigned bytes (no copy).
+fn parse_raw(mut bytes: Vec<u8>, path: &Path) -> Result<IdxArray, DataError> {
+    let (dims, payload) = header(&bytes, path)?;
     let start = 4 + 4 * dims.len();
     let found = (bytes.len() - start) as u64;
     if found != payload {
@@ -191,9 +245,16 @@ fn parse_raw(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
             format!("{what}: dimensions {dims:?} need {payload} bytes of data, found {found}"),
         ));
     }
+    if bytes[2] == 0x08 {
+        bytes.drain(..start);
+        return Ok(IdxArray {
+            dims,
+            data: IdxData::U8(bytes),
+        });
+    }
     let body = &bytes[start..];
     let data = match bytes[2] {
-        0x08 => IdxData::U8(body.to_vec()),
+        0x08 => unreachable!("handled above"),
         0x09 => IdxData::I8(body.iter().map(|&b| b as i8).collect()),
         0x0B => IdxData::I16(
             body.chunks_exact(2)
@@ -220,8 +281,12 @@ fn parse_raw(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
 }
 
 /// Reads a `u8` IDX file with the expected number of dimensions.
-pub(crate) fn read_u8(path: &Path, ndim: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let a = read_idx(path)?;
+pub(crate) fn read_u8(
+    path: &Path,
+    ndim: usize,
+    max_decoded: u64,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let a = read_idx_limited(path, max_decoded)?;
     if a.dims.len() != ndim {
         return Err(format_error(
             path,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use gradus_autograd::ndarray::ArrayD;
 use sha2::{Digest, Sha256};
 
+pub use super::idx::MAX_DECODED_BYTES;
 use super::idx::{read_u8, with_optional_gz};
 use crate::{DataError, Dataset};
 
@@ -70,6 +71,12 @@ impl Mnist {
     /// assert_eq!(mnist.train.len(), 60_000);
     /// ```
     pub fn load(dir: impl AsRef<Path>) -> Result<Self, DataError> {
+        Self::load_with_limit(dir, MAX_DECODED_BYTES)
+    }
+
+    /// [`Mnist::load`] with another limit on each file's decoded size, in bytes (the default
+    /// [`MAX_DECODED_BYTES`], 256 MiB, is about 5x MNIST's largest file).
+    pub fn load_with_limit(dir: impl AsRef<Path>, max_decoded: u64) -> Result<Self, DataError> {
         let dir = dir.as_ref();
         let mut paths = Vec::new();
         for name in FILES {
@@ -94,8 +101,8 @@ impl Mnist {
         let mut sets = Vec::new();
         for pair in 0..2 {
             let (ip, lp) = (&paths[2 * pair], &paths[2 * pair + 1]);
-            let (dims, pixels) = read_u8(ip, 3)?;
-            let (ldims, labels) = read_u8(lp, 1)?;
+            let (dims, pixels) = read_u8(ip, 3, max_decoded)?;
+            let (ldims, labels) = read_u8(lp, 1, max_decoded)?;
             for (i, (path, bytes)) in [(ip, &pixels), (lp, &labels)].into_iter().enumerate() {
                 let digest = checksum(&dims, &ldims, i, bytes);
                 let k = 2 * pair + i;
