@@ -287,3 +287,18 @@ fn compressible_gzip_is_refused_by_the_decoded_limit_before_it_is_decoded() {
         "decoding {n} bytes allocated {peak}"
     );
 }
+
+#[test]
+fn a_large_file_that_is_not_gradus_is_refused_after_its_first_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sparse.gradus");
+    // 2 GiB of (sparse) zeros: no disk used, and no read of it beyond the magic.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let (result, peak) = peak_during(|| checkpoint::read_weights::<f32>(&path));
+    let err = result.unwrap_err();
+    assert!(matches!(err, CheckpointError::NotGradus { .. }), "{err}");
+    assert!(peak < 1 << 20, "allocated {peak} bytes");
+}

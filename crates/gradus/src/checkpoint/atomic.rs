@@ -96,6 +96,17 @@ fn process_alive(pid: u32) -> bool {
 /// refused by its type before anything is read (a FIFO would block, `/dev/zero` never ends),
 /// and no more than the size the file had when opened is read.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    read_checking_prefix(path, 0, |_| Ok(()))
+}
+
+/// [`read`], calling `check` with the file's first `prefix` bytes (fewer if the file is
+/// shorter) before the rest is read: a 2 GB file that is not a gradus file is refused after
+/// eight bytes.
+pub(crate) fn read_checking_prefix(
+    path: &Path,
+    prefix: usize,
+    check: impl FnOnce(&[u8]) -> Result<(), CheckpointError>,
+) -> Result<Vec<u8>, CheckpointError> {
     let not_regular = || CheckpointError::Io {
         path: path.to_path_buf(),
         source: std::io::Error::new(
@@ -113,9 +124,14 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, CheckpointError> {
     if !meta.is_file() {
         return Err(not_regular());
     }
-    let mut bytes = Vec::with_capacity(meta.len().min(1 << 30) as usize);
-    file.take(meta.len())
+    let mut file = file.take(meta.len());
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(prefix as u64)
         .read_to_end(&mut bytes)
         .map_err(io(path))?;
+    check(&bytes)?;
+    bytes.reserve(meta.len().min(1 << 30) as usize);
+    file.read_to_end(&mut bytes).map_err(io(path))?;
     Ok(bytes)
 }

@@ -22,7 +22,23 @@ use std::path::Path;
 
 use gradus_autograd::{Float, NamedArrays, ParamStore};
 
-pub(crate) use atomic::read;
+use atomic::read_checking_prefix;
+
+/// Reads a `.gradus` file, refusing one whose first eight bytes are not the magic before
+/// reading the rest.
+pub(crate) fn read_gradus(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    read_checking_prefix(path, MAGIC.len(), |head| {
+        if head == MAGIC {
+            Ok(())
+        } else {
+            Err(CheckpointError::NotGradus {
+                path: path.to_path_buf(),
+                found: head.to_vec(),
+                expected: MAGIC.to_vec(),
+            })
+        }
+    })
+}
 pub use atomic::write_atomically;
 pub use error::CheckpointError;
 pub use format::{DType, FORMAT_VERSION, FileKind, Header, MAGIC, TensorInfo};
@@ -54,7 +70,7 @@ pub fn save_weights<T: Float>(
 /// Reads the weights in `path` without a model.
 pub fn read_weights<T: Float>(path: impl AsRef<Path>) -> Result<NamedArrays<T>, CheckpointError> {
     let path = path.as_ref();
-    parse_weights(&read(path)?, path)
+    parse_weights(&read_gradus(path)?, path)
 }
 
 /// Parses the bytes of a weights file or checkpoint; `path` is used in errors only.

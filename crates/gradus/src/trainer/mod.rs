@@ -563,7 +563,7 @@ impl<T: Float> Trainer<T> {
         params: &mut ParamStore<T>,
     ) -> Result<(), TrainError> {
         let path = path.as_ref();
-        let decoded = checkpoint::decode::<T>(&checkpoint::read(path)?, path, false)?;
+        let decoded = checkpoint::decode::<T>(&checkpoint::read_gradus(path)?, path, false)?;
         if decoded.header.kind != FileKind::Checkpoint {
             return Err(CheckpointError::Kind {
                 path: path.into(),
