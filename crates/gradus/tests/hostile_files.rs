@@ -302,3 +302,60 @@ fn a_large_file_that_is_not_gradus_is_refused_after_its_first_bytes() {
     assert!(matches!(err, CheckpointError::NotGradus { .. }), "{err}");
     assert!(peak < 1 << 20, "allocated {peak} bytes");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Compressible, structured IDX files (runs of one byte, up to 16 MiB of pixels, one or
+    /// two gzip members), valid and with a forged dimension: parsing never allocates more
+    /// than the declared payload (capped by the limit) plus an eighth and the file bound, and
+    /// a limit below the payload refuses it from the header.
+    #[test]
+    fn idx_reader_bounds_compressible_inputs(
+        rows in 1usize..4096,
+        cols in 1usize..4096,
+        fill in any::<u8>(),
+        members in 1usize..3,
+        forge in prop_oneof![Just(None), (0usize..8, any::<u8>()).prop_map(Some)],
+        limit_mib in prop_oneof![Just(1u64), Just(16u64), Just(256u64)],
+    ) {
+        use gradus::data::idx::parse_idx_limited;
+        let payload = rows * cols;
+        let mut raw = encode_u8(&[1, rows, cols], &vec![fill; payload]);
+        if let Some((at, v)) = forge {
+            raw[4 + at] = v; // a forged dimension byte
+        }
+        let split = raw.len() / members;
+        let mut file = gzip(&raw[..split]);
+        if members == 2 {
+            file.extend(gzip(&raw[split..]));
+        }
+        let limit = limit_mib << 20;
+        let (result, peak) =
+            peak_during(|| parse_idx_limited(&file, Path::new("c.gz"), limit));
+        match result {
+            Ok(a) => {
+                prop_assert!(forge.is_none() || a.dims.iter().product::<usize>() == payload);
+                prop_assert!((payload as u64) <= limit);
+                prop_assert!(peak <= payload + payload / 8 + (4 << 20), "peak {peak} for {payload}");
+            }
+            Err(_) => {
+                // What the (possibly forged) header declares is decoded before a short or
+                // long stream is found out, never more than the limit.
+                let declared: u64 = raw[4..16]
+                    .chunks(4)
+                    .map(|c| u32::from_be_bytes(c.try_into().unwrap()) as u64)
+                    .product();
+                let decoded = declared.min(limit) as usize;
+                prop_assert!(
+                    peak <= decoded + decoded / 8 + bound(file.len()),
+                    "peak {peak} for {decoded} declared within the limit"
+                );
+            }
+        }
+        if forge.is_none() && payload as u64 + 16 > limit {
+            let refused = parse_idx_limited(&file, Path::new("c.gz"), limit).is_err();
+            prop_assert!(refused);
+        }
+    }
+}

@@ -153,7 +153,8 @@ pub fn parse_idx_limited(
             ));
         }
         check_limit(total, max_decoded, path)?;
-        let mut raw = Vec::with_capacity(total as usize);
+        // One byte more than declared, so reading a trailing byte (an error) does not grow it.
+        let mut raw = Vec::with_capacity(total as usize + 1);
         raw.extend_from_slice(&head);
         (&mut decoder)
             .take(expected + 1)
