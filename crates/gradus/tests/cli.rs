@@ -281,3 +281,45 @@ fn two_workers_train_to_the_same_accuracy_as_one() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn a_huge_image_in_a_tiny_file_is_a_usage_error_not_an_abort() {
+    use std::io::Write;
+    // One 5000x5000 image: 25 MB of zeros in about 25 KB of gzip.
+    let dir = tempfile::tempdir().unwrap();
+    let idx = |dims: &[u32], payload: usize| {
+        let mut raw = vec![0u8, 0, 8, dims.len() as u8];
+        for d in dims {
+            raw.extend_from_slice(&d.to_be_bytes());
+        }
+        raw.resize(raw.len() + payload, 0);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&raw).unwrap();
+        gz.finish().unwrap()
+    };
+    for prefix in ["train", "t10k"] {
+        std::fs::write(
+            dir.path().join(format!("{prefix}-images-idx3-ubyte.gz")),
+            idx(&[1, 5000, 5000], 25_000_000),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(format!("{prefix}-labels-idx1-ubyte.gz")),
+            idx(&[1], 1),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("w.gradus");
+    let result = Command::new(example())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--output")
+        .arg(&out)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("images of 5000x5000 pixels"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}

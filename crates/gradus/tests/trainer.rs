@@ -475,3 +475,18 @@ fn empty_sets_are_errors_not_zero_losses() {
         "{err}"
     );
 }
+
+#[test]
+fn a_non_finite_error_counts_batches_from_one_like_epochs() {
+    let (model, mut params) = small_mlp();
+    // NaN inputs: the very first batch's loss is NaN.
+    let data =
+        Dataset::classification(ArrayD::from_elem(vec![8, 2], f32::NAN), vec![0; 8]).unwrap();
+    match Trainer::new(quiet(1), Sgd::new(0.1))
+        .fit(&model, &mut params, &data, None)
+        .unwrap_err()
+    {
+        TrainError::NonFinite { epoch, batch, .. } => assert_eq!((epoch, batch), (1, 1)),
+        other => panic!("expected NonFinite, got {other}"),
+    }
+}
