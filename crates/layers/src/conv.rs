@@ -110,11 +110,7 @@ impl Conv2dConfig {
         let weight = b.param(format!("{prefix}.weight"), &shape, self.weight_init)?;
         let bias = if self.bias {
             let fan_in = per_group * self.kernel_size.0 * self.kernel_size.1;
-            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
-            let init = Init::Uniform {
-                low: -bound,
-                high: bound,
-            };
+            let init = Init::pytorch_bias(fan_in);
             Some(b.param(format!("{prefix}.bias"), &[self.out_channels], init)?)
         } else {
             None

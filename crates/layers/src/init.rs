@@ -78,6 +78,20 @@ pub enum Init {
 }
 
 impl Init {
+    /// PyTorch's default bias of `nn.Linear` and `nn.Conv2d`: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    ///
+    /// ```
+    /// use gradus_layers::Init;
+    /// assert_eq!(Init::pytorch_bias(4), Init::Uniform { low: -0.5, high: 0.5 });
+    /// ```
+    pub fn pytorch_bias(fan_in: usize) -> Init {
+        let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+        Init::Uniform {
+            low: -bound,
+            high: bound,
+        }
+    }
+
     /// PyTorch's `Linear` weight default: Kaiming-uniform with a = sqrt(5), which is
     /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     pub const PYTORCH_LINEAR: Init = Init::KaimingUniform {

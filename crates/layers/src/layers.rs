@@ -67,11 +67,9 @@ impl LinearConfig {
             self.weight_init,
         )?;
         let bias = if self.bias {
-            let bound = 1.0 / (self.in_features.max(1) as f64).sqrt();
-            let init = self.bias_init.unwrap_or(Init::Uniform {
-                low: -bound,
-                high: bound,
-            });
+            let init = self
+                .bias_init
+                .unwrap_or(Init::pytorch_bias(self.in_features));
             Some(b.param(format!("{prefix}.bias"), &[self.out_features], init)?)
         } else {
             None

@@ -322,3 +322,28 @@ macro_rules! lr_and_state_methods {
     };
 }
 pub(crate) use lr_and_state_methods;
+
+/// The builder methods every optimizer with an L2 `weight_decay`, an `eps` and a
+/// missing-gradient policy shares, with PyTorch's names.
+macro_rules! shared_builders {
+    () => {
+        /// L2 weight decay (PyTorch's `weight_decay`: `d = g + wd * p`).
+        pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+            self.weight_decay = weight_decay;
+            self
+        }
+
+        /// Sets eps, added to the denominator.
+        pub fn eps(mut self, eps: f64) -> Self {
+            self.eps = eps;
+            self
+        }
+
+        /// The missing-gradient policy.
+        pub fn missing_grad(mut self, policy: MissingGrad) -> Self {
+            self.missing_grad = policy;
+            self
+        }
+    };
+}
+pub(crate) use shared_builders;

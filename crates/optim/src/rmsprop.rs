@@ -84,23 +84,7 @@ impl<T: Float> RmsProp<T> {
         self
     }
 
-    /// L2 weight decay (PyTorch's `weight_decay`: `d = g + wd * p`).
-    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
-
-    /// Sets eps, added to the denominator.
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-
-    /// The missing-gradient policy.
-    pub fn missing_grad(mut self, policy: MissingGrad) -> Self {
-        self.missing_grad = policy;
-        self
-    }
+    crate::core::shared_builders!();
 }
 
 impl<T: Float> Optimizer<T> for RmsProp<T> {

@@ -8,6 +8,22 @@ use smallvec::smallvec;
 use super::conv::{Geometry, Pair, contiguous};
 use crate::{Float, Var, pool};
 
+/// The windows of a pooling op, checked as PyTorch does: padding at most half the kernel.
+fn window_geometry(
+    op: &str,
+    input: &[usize],
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+) -> Geometry {
+    let g = Geometry::new(op, input, kernel, stride, padding, Pair(1, 1));
+    assert!(
+        2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1,
+        "{op}: padding {padding:?} must be at most half the kernel {kernel:?}"
+    );
+    g
+}
+
 impl<'t, T: Float> Var<'t, T> {
     /// Max pooling over `kernel` windows (PyTorch's `F.max_pool2d`; `stride` defaults to the
     /// kernel there, here it is explicit). Padding counts as minus infinity. The gradient
@@ -28,18 +44,7 @@ impl<'t, T: Float> Var<'t, T> {
     ) -> Var<'t, T> {
         let x = self.value();
         let (kernel, padding) = (kernel.into(), padding.into());
-        let g = Geometry::new(
-            "max_pool2d",
-            x.shape(),
-            kernel,
-            stride.into(),
-            padding,
-            Pair(1, 1),
-        );
-        assert!(
-            2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1,
-            "max_pool2d: padding {padding:?} must be at most half the kernel {kernel:?}"
-        );
+        let g = window_geometry("max_pool2d", x.shape(), kernel, stride.into(), padding);
         assert!(
             g.h * g.w <= u32::MAX as usize,
             "max_pool2d: planes of {}x{} are too large",
@@ -163,18 +168,7 @@ impl<'t, T: Float> Var<'t, T> {
     ) -> Var<'t, T> {
         let x = self.value();
         let (kernel, padding) = (kernel.into(), padding.into());
-        let g = Geometry::new(
-            "avg_pool2d",
-            x.shape(),
-            kernel,
-            stride.into(),
-            padding,
-            Pair(1, 1),
-        );
-        assert!(
-            2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1,
-            "avg_pool2d: padding {padding:?} must be at most half the kernel {kernel:?}"
-        );
+        let g = window_geometry("avg_pool2d", x.shape(), kernel, stride.into(), padding);
         let divisor = T::of((g.kh * g.kw) as f64);
         let windows = move |oy: usize, ox: usize, mut f: Box<dyn FnMut(usize) + '_>| {
             for ki in 0..g.kh {
