@@ -10,7 +10,7 @@ use crate::{Float, ParamId, pool};
 
 /// The gradients of one backward pass, keyed by parameter (and by the inputs that asked).
 ///
-/// Dropping them gives their storage back to this thread's [`pool`](crate::pool).
+/// Dropping them gives their storage back to this thread's cache (see [`memory`](crate::memory)).
 #[derive(Clone, Debug, Default)]
 pub struct Gradients<T: Float = f32> {
     pub(crate) params: Vec<Option<ArrayD<T>>>,
@@ -99,7 +99,7 @@ impl<T: Float> Gradients<T> {
         }
     }
 
-    /// The gradient of a value made with [`Tape::input`].
+    /// The gradient of a value made with [`Tape::input`](crate::Tape::input).
     pub fn input(&self, id: NodeId) -> Option<&ArrayD<T>> {
         self.inputs.get(&id)
     }

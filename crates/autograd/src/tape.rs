@@ -48,7 +48,7 @@ pub(crate) struct Node<T: Float> {
 
 /// A record of one forward pass.
 ///
-/// A recording tape exists only inside [`value_and_grad`], which runs `backward` exactly once
+/// A recording tape exists only inside [`value_and_grad`](crate::value_and_grad), which runs `backward` exactly once
 /// when the closure returns: there is no `zero_grad` to forget and no way to run backward twice.
 /// [`Tape::no_grad`] makes a tape for evaluation that records no backward rules.
 pub struct Tape<T: Float = f32> {
@@ -68,7 +68,7 @@ pub enum Phase {
 }
 
 /// The first op whose output (forward) or operand gradient (backward) held a NaN or an
-/// infinity, found by [`value_and_grad_detect_anomaly`].
+/// infinity, found by [`value_and_grad_detect_anomaly`](crate::value_and_grad_detect_anomaly).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "anomaly: {phase:?} of `{op}` produced a non-finite value: operands {operand_shapes:?} -> output {output_shape:?}"
@@ -169,7 +169,7 @@ impl<T: Float> Tape<T> {
         Self::new(false)
     }
 
-    /// True inside [`value_and_grad`].
+    /// True inside [`value_and_grad`](crate::value_and_grad).
     pub fn is_recording(&self) -> bool {
         self.recording
     }

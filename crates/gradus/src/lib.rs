@@ -26,19 +26,24 @@ pub mod data;
 mod error;
 mod trainer;
 
+#[doc(inline)]
 pub use gradus_autograd as autograd;
 pub use gradus_autograd::ndarray;
+#[doc(inline)]
 pub use gradus_layers as layers;
+#[doc(inline)]
 pub use gradus_optim as optim;
 
 pub use checkpoint::CheckpointError;
 pub use data::mnist::Mnist;
 pub use data::{Batch, BatchSize, Dataset, Targets};
 pub use error::DataError;
+#[doc(inline)]
 pub use gradus_autograd::{
     BufferId, Gradients, ParamId, ParamStore, Tape, Var, gradcheck, value_and_grad,
     value_and_grad_with_aux,
 };
+#[doc(inline)]
 pub use gradus_layers::{ForwardCtx, Init, Linear, Module, ParamBuilder, Sequential};
 /// The rand crate gradus uses (its RNG traits), so user code never names a clashing version.
 pub use rand;
