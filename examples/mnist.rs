@@ -344,6 +344,10 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     let mut mnist = match Mnist::load(&data_dir) {
         Ok(m) => m,
+        // The library's hint speaks to its callers; this program's users pass a flag.
+        Err(e @ gradus::DataError::Missing { .. }) => {
+            return usage_error(format!("{e} Pass --data-dir or set MNIST_DIR."));
+        }
         Err(e) => return usage_error(e),
     };
     if args.train_limit > 0 && args.train_limit < mnist.train.len() {

@@ -46,6 +46,10 @@ fn invalid_values_exit_2_with_one_line_and_leave_weights_untouched() {
             "not found. Looked in /nonexistent/mnist",
         ),
         (
+            vec!["--data-dir", "/nonexistent/mnist"],
+            "Pass --data-dir or set MNIST_DIR.",
+        ),
+        (
             vec!["--data-dir", unreadable.to_str().unwrap()],
             "not found",
         ),

@@ -86,10 +86,10 @@ impl Mnist {
                     return Err(DataError::Missing {
                         path: dir.join(format!("{name}[.gz]")),
                         hint: format!(
-                            "Looked in {} for {name} or {name}.gz. The MNIST files come with the gradus \
-                             repository in data/mnist/; pass --data-dir or set MNIST_DIR to a directory \
-                             holding the four IDX files (Fashion-MNIST: apt-get install dataset-fashion-mnist, \
-                             then use /usr/share/datasets/fashion-mnist).",
+                            "Looked in {} for {name} or {name}.gz. Mnist::load needs a directory \
+                             holding the four IDX files: the gradus repository ships them in \
+                             data/mnist/ (Fashion-MNIST: apt-get install dataset-fashion-mnist, then \
+                             /usr/share/datasets/fashion-mnist).",
                             dir.display()
                         ),
                     });
