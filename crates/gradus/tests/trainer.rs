@@ -490,3 +490,21 @@ fn a_non_finite_error_counts_batches_from_one_like_epochs() {
         other => panic!("expected NonFinite, got {other}"),
     }
 }
+
+#[test]
+fn a_second_fit_trains_only_when_epochs_are_raised() {
+    let data = spiral_ish(60);
+    let (model, mut params) = small_mlp();
+    let mut trainer = Trainer::new(quiet(2), Sgd::new(0.1));
+    trainer.fit(&model, &mut params, &data, None).unwrap();
+    let err = trainer.fit(&model, &mut params, &data, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("epochs must be more than the 2 epochs done"),
+        "{err}"
+    );
+    trainer.config.epochs += 3;
+    let h = trainer.fit(&model, &mut params, &data, None).unwrap();
+    assert_eq!(h.epochs.len(), 5);
+    assert_eq!(trainer.epochs_done(), 5);
+}

@@ -64,6 +64,8 @@ pub struct Trainer<T: Float = f32> {
     state: TrainingState<T>,
     /// The data-parallel workers' threads, made once (for `config.workers > 1`).
     workers: Option<(usize, rayon::ThreadPool)>,
+    /// Whether a `fit` of this trainer has run (a resume clears it).
+    fitted: bool,
 }
 
 impl<T: Float> Trainer<T> {
@@ -90,6 +92,7 @@ impl<T: Float> Trainer<T> {
             callbacks: Vec::new(),
             state,
             workers: None,
+            fitted: false,
         }
     }
 
@@ -193,10 +196,15 @@ impl<T: Float> Trainer<T> {
             })
     }
 
-    /// Trains until `config.epochs` epochs are done (continuing after a [`Trainer::resume`]),
-    /// or early stopping ends it. Each batch runs forward, loss, backward, clipping,
-    /// optimizer update and schedule step; each epoch ends with an evaluation on the
-    /// validation set, if any.
+    /// Trains until `config.epochs` epochs are done in total (continuing after a
+    /// [`Trainer::resume`] or an earlier `fit`), or early stopping ends it. Each batch runs
+    /// forward, loss, backward, clipping, optimizer update and schedule step; each epoch ends
+    /// with an evaluation on the validation set, if any.
+    ///
+    /// `config.epochs` counts the whole run, as a checkpoint's resume needs: to train more
+    /// after a `fit`, raise it (`trainer.config.epochs += 5`) and call `fit` again. A second
+    /// `fit` with no epoch left, or after early stopping, is an error rather than a silent
+    /// no-op; after a [`Trainer::resume`] of a finished run, `fit` returns its history.
     pub fn fit<M: Module<T> + Sync + ?Sized>(
         &mut self,
         model: &M,
@@ -205,6 +213,24 @@ impl<T: Float> Trainer<T> {
         validation: Option<&Dataset<T>>,
     ) -> Result<History, TrainError> {
         self.check_config(train)?;
+        let finished =
+            self.state.epoch >= self.config.epochs || self.state.history.stopped_early.is_some();
+        // A second `fit` on this trainer with nothing left to do is a mistake worth an
+        // error; resuming a finished run (a training script run again) is not.
+        if finished && self.fitted {
+            let why = match self.state.history.stopped_early {
+                Some(e) => format!("early stopping ended training after epoch {e}"),
+                None => format!("{} epochs are already done", self.state.epoch),
+            };
+            return Err(TrainError::Config {
+                field: "epochs",
+                expected: format!(
+                    "more than the {} epochs done: it counts the whole run; raise it to train more",
+                    self.state.epoch
+                ),
+                found: format!("{} ({why})", self.config.epochs),
+            });
+        }
         let split;
         let (train, validation) = match validation {
             Some(v) => (train, Some(v)),
@@ -234,6 +260,7 @@ impl<T: Float> Trainer<T> {
             Progress::Lines | Progress::Quiet => false,
         };
         self.apply_schedule()?;
+        self.fitted = true;
         while self.state.epoch < self.config.epochs && self.state.history.stopped_early.is_none() {
             let mut record = self.run_epoch(model, params, train, validation, show_bar)?;
             for cb in &mut self.callbacks {
@@ -583,6 +610,7 @@ impl<T: Float> Trainer<T> {
         self.optimizer.load_state(state.optimizer.clone())?;
         *params = staged;
         self.state = state;
+        self.fitted = false;
         Ok(())
     }
 }
