@@ -5,13 +5,14 @@
 
 mod callback;
 mod config;
+mod early_stop;
 mod eval;
 mod objective;
 mod progress;
+mod resume;
 mod step;
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::time::Instant;
 
 use gradus_autograd::ndarray::ArrayD;
@@ -30,7 +31,7 @@ pub use eval::{evaluate, predict, predict_classes};
 pub use objective::{Loss, LossFn, Objective, Task, loss_fn};
 
 use crate::DataError;
-use crate::checkpoint::{self, CheckpointError, FileKind};
+
 use crate::data::{BatchSize, Dataset, epoch_chunks};
 use callback::EpochFn;
 use objective::MetricSums;
@@ -488,55 +489,6 @@ impl<T: Float> Trainer<T> {
         Ok(record)
     }
 
-    fn is_best(&self, metric: Metric) -> bool {
-        let history = &self.state.history.epochs;
-        let Some(last) = history.last().and_then(|r| metric.of(r)) else {
-            return false;
-        };
-        history[..history.len() - 1]
-            .iter()
-            .filter_map(|r| metric.of(r))
-            .all(|v| {
-                if metric.higher_is_better() {
-                    last > v
-                } else {
-                    last < v
-                }
-            })
-    }
-
-    /// Updates the early-stopping bookkeeping; true if the epoch improved the metric.
-    fn track_best(&mut self, params: &ParamStore<T>) -> bool {
-        let Some(es) = self.config.early_stopping else {
-            return false;
-        };
-        let record = self
-            .state
-            .history
-            .epochs
-            .last()
-            .expect("an epoch was just recorded");
-        let Some(value) = es.monitor.of(record) else {
-            return false;
-        };
-        let improved = match self.state.best {
-            None => true,
-            Some((best, _)) if es.monitor.higher_is_better() => value > best + es.min_delta,
-            Some((best, _)) => value < best - es.min_delta,
-        };
-        if improved {
-            self.state.best = Some((value, record.epoch));
-            self.state.history.best_epoch = Some(record.epoch);
-            self.state.wait = 0;
-            if es.restore_best {
-                self.state.best_weights = Some(params.export());
-            }
-        } else {
-            self.state.wait += 1;
-        }
-        improved
-    }
-
     /// Loss and the task's metrics on `data` with this trainer's objective, in batches of
     /// `eval_batch_size`, in evaluation mode. The same as the free [`evaluate`].
     pub fn evaluate<M: Module<T> + ?Sized>(
@@ -562,55 +514,5 @@ impl<T: Float> Trainer<T> {
         inputs: &ArrayD<T>,
     ) -> ArrayD<T> {
         predict(model, params, inputs, self.config.eval_batch_size)
-    }
-
-    /// The state that a checkpoint holds.
-    pub fn training_state(&self) -> TrainingState<T> {
-        TrainingState {
-            optimizer: self.optimizer.state(),
-            ..self.state.clone()
-        }
-    }
-
-    /// Writes a resumable checkpoint (weights and training state) atomically.
-    pub fn save_checkpoint(
-        &self,
-        path: impl AsRef<Path>,
-        params: &ParamStore<T>,
-    ) -> Result<(), TrainError> {
-        let bytes = checkpoint::encode(&params.export(), Some(&self.training_state()));
-        Ok(checkpoint::write_atomically(path.as_ref(), &bytes)?)
-    }
-
-    /// Restores weights and training state from a checkpoint; the next `fit` continues
-    /// where it left off and ends with the weights an uninterrupted run would have.
-    pub fn resume(
-        &mut self,
-        path: impl AsRef<Path>,
-        params: &mut ParamStore<T>,
-    ) -> Result<(), TrainError> {
-        let path = path.as_ref();
-        let decoded = checkpoint::decode::<T>(&checkpoint::read_gradus(path)?, path, false)?;
-        if decoded.header.kind != FileKind::Checkpoint {
-            return Err(CheckpointError::Kind {
-                path: path.into(),
-                expected: FileKind::Checkpoint,
-                found: decoded.header.kind,
-            }
-            .into());
-        }
-        let state: TrainingState<T> = checkpoint::decode_state(&decoded.state, path)?;
-        let mut staged = params.clone();
-        staged
-            .import(&decoded.tensors)
-            .map_err(|diff| CheckpointError::Mismatch {
-                path: path.into(),
-                diff,
-            })?;
-        self.optimizer.load_state(state.optimizer.clone())?;
-        *params = staged;
-        self.state = state;
-        self.fitted = false;
-        Ok(())
     }
 }
