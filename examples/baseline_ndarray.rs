@@ -11,8 +11,8 @@ use gradus::BatchSize;
 use gradus::data::mnist::Mnist;
 use gradus::layers::Init;
 use gradus::ndarray::{Array1, Array2, ArrayView2, Axis, Ix2};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use gradus::rand::SeedableRng;
+use gradus::rand_chacha::ChaCha8Rng;
 
 struct Layer {
     w: Array2<f32>, // [out, in]
@@ -31,9 +31,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let dir = std::env::var("MNIST_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist").into());
-    let mnist = Mnist::load(&dir).expect("MNIST loads");
+    let mnist = Mnist::load_default().expect("MNIST loads");
     let x_all = mnist
         .train
         .inputs()

@@ -261,9 +261,7 @@ fn run(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let data = std::env::var_os("MNIST_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist"));
+    let data = gradus::Mnist::default_dir();
     let out = tempfile::tempdir()?;
     let r = run(&data, out.path(), 10_000)?;
     println!(
@@ -302,7 +300,7 @@ mod tests {
 
     #[test]
     fn trains_saves_reloads_and_resumes_bit_identically() {
-        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+        let data = gradus::Mnist::default_dir();
         let out = tempfile::tempdir().unwrap();
         let r = run(&data, out.path(), 3000).unwrap();
         assert!(r.accuracy > 0.8, "test accuracy {}", r.accuracy);

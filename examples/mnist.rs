@@ -167,14 +167,6 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn default_data_dir() -> PathBuf {
-    let here = PathBuf::from("data/mnist");
-    if here.is_dir() {
-        return here;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")
-}
-
 /// Checks up front that the output can be written, so a long run cannot fail at the end.
 fn check_writable(path: &Path) -> Result<(), String> {
     let dir = match path.parent() {
@@ -300,7 +292,7 @@ fn main() -> ExitCode {
         // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
         unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
     }
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data_dir = args.data_dir.clone().unwrap_or_else(Mnist::default_dir);
     let output = args.output.clone().unwrap_or_else(|| {
         PathBuf::from(match args.model {
             Model::Mlp => "mnist-mlp.gradus",
@@ -511,7 +503,6 @@ fn main() -> ExitCode {
 /// grey-scale tiles, each scaled to its own range (dark = negative, light = positive), the
 /// way the first layer of a CNN is usually shown. Returns the number of filters.
 fn plot_filters(path: &Path, params: &gradus::ParamStore<f32>) -> Result<usize, String> {
-    use plotters::prelude::*;
     let id = params
         .id("1.weight")
         .ok_or("the model has no first convolution (1.weight)")?;
@@ -524,13 +515,8 @@ fn plot_filters(path: &Path, params: &gradus::ParamStore<f32>) -> Result<usize, 
     };
     let (cols, cell, gap) = (8usize, 24usize, 4usize);
     let rows = n.div_ceil(cols);
-    let size = (
-        (cols * (cell + gap) + gap) as u32,
-        (rows * (cell + gap) + gap) as u32,
-    );
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    let fail = |e: String| format!("{}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
+    let (width, height) = (cols * (cell + gap) + gap, rows * (cell + gap) + gap);
+    let mut pixels = vec![255u8; width * height]; // white background
     for f in 0..n {
         let filter = w.index_axis(gradus::ndarray::Axis(0), f);
         let (lo, hi) = filter
@@ -540,27 +526,24 @@ fn plot_filters(path: &Path, params: &gradus::ParamStore<f32>) -> Result<usize, 
             (f % cols) * (cell + gap) + gap,
             (f / cols) * (cell + gap) + gap,
         );
-        for i in 0..kh {
-            for j in 0..kw {
-                let v = filter[[0, i, j]];
-                let level = if hi > lo {
+        for y in 0..cell {
+            for x in 0..cell {
+                let v = filter[[0, y * kh / cell, x * kw / cell]];
+                pixels[(y0 + y) * width + x0 + x] = if hi > lo {
                     ((v - lo) / (hi - lo) * 255.0) as u8
                 } else {
                     128
                 };
-                let (px, py) = ((x0 + j * cell / kw) as i32, (y0 + i * cell / kh) as i32);
-                let (qx, qy) = (
-                    (x0 + (j + 1) * cell / kw) as i32,
-                    (y0 + (i + 1) * cell / kh) as i32,
-                );
-                root.draw(&Rectangle::new(
-                    [(px, py), (qx, qy)],
-                    RGBColor(level, level, level).filled(),
-                ))
-                .map_err(|e| fail(e.to_string()))?;
             }
         }
     }
-    root.present().map_err(|e| fail(e.to_string()))?;
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = std::fs::File::create(path).map_err(|e| fail(&e))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| fail(&e))?;
+    writer.write_image_data(&pixels).map_err(|e| fail(&e))?;
+    writer.finish().map_err(|e| fail(&e))?;
     Ok(n)
 }

@@ -8,7 +8,8 @@
 //! 1 is warm-up) and the test accuracy after 3 epochs. Threads: `MATMUL_NUM_THREADS`.
 //!
 //! `cargo run --release --example throughput -- w1` (benches/compare/run.sh runs it);
-//! `WORKERS=2 MATMUL_NUM_THREADS=1 ...` for two data-parallel workers.
+//! `WORKERS=2 MATMUL_NUM_THREADS=1 ...` for two data-parallel workers; `-- gemm` prints the
+//! machine's GEMM figure (GFLOP/s of one 512x512x512 f32 product).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +47,9 @@ static ALLOCATOR: Counting = Counting;
 
 fn main() {
     let workload = std::env::args().nth(1).unwrap_or_else(|| "w1".into());
+    if workload == "gemm" {
+        return gemm();
+    }
     let (hidden, batch): (&[usize], usize) = match workload.as_str() {
         "w1" => (&[128], 64),
         "w2" => (&[512, 512], 256),
@@ -55,9 +59,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let dir = std::env::var("MNIST_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist").into());
-    let mnist = Mnist::load(&dir).unwrap_or_else(|e| {
+    let mnist = Mnist::load_default().unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2);
     });
@@ -145,5 +147,31 @@ fn main() {
         std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into()),
         rates[1],
         accuracy
+    );
+}
+
+/// The machine's GEMM figure printed beside every table: GFLOP/s of a 512x512x512 f32
+/// product (matrixmultiply, `MATMUL_NUM_THREADS` threads), the median of 7 one-second runs.
+fn gemm() {
+    use gradus::ndarray::Array2;
+    let n = 512;
+    let a = Array2::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 13) % 17) as f32 / 17.0);
+    let b = a.t().to_owned();
+    let mut runs = Vec::new();
+    for _ in 0..7 {
+        let start = std::time::Instant::now();
+        let mut products = 0u32;
+        while start.elapsed().as_secs_f64() < 1.0 {
+            std::hint::black_box(a.dot(&b));
+            products += 1;
+        }
+        let flops = 2.0 * (n * n * n) as f64 * f64::from(products);
+        runs.push(flops / start.elapsed().as_secs_f64() / 1e9);
+    }
+    runs.sort_by(f64::total_cmp);
+    println!(
+        "{{\"gemm\": \"sgemm 512x512x512\", \"threads\": \"{}\", \"gflops\": {:.1}}}",
+        std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        runs[3]
     );
 }

@@ -25,10 +25,10 @@ have_torch=1
 "$python" -c "import torch" 2>/dev/null || { have_torch=0; echo "note: no torch for $python; run with --install-torch to compare with PyTorch" >&2; }
 
 examples="--example throughput --example baseline_ndarray"
-cargo build --release -q -p gradus $examples
+cargo build --release -q -p gradus-examples $examples
 bins=(target/release/examples)
 if ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then
-  CARGO_TARGET_DIR=target/openblas cargo build --release -q -p gradus --features openblas $examples
+  CARGO_TARGET_DIR=target/openblas cargo build --release -q -p gradus-examples --features openblas $examples
   bins+=(target/openblas/release/examples)
 else
   echo "note: no system OpenBLAS (apt-get install libopenblas-dev); skipping the openblas backend" >&2

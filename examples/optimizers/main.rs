@@ -90,14 +90,7 @@ fn run(args: Args) -> Result<(), String> {
         } else {
             (args.train_samples as usize, args.epochs as usize)
         };
-        let dir = args.data_dir.clone().unwrap_or_else(|| {
-            let here = PathBuf::from("data/mnist");
-            if here.is_dir() {
-                here
-            } else {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")
-            }
-        });
+        let dir = args.data_dir.clone().unwrap_or_else(Mnist::default_dir);
         let mnist = Mnist::load(&dir).map_err(|e| e.to_string())?;
         let train = mnist.train.take(samples);
         let (model, init) = Sequential::<f32>::new()

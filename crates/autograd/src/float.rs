@@ -81,6 +81,22 @@ impl Float for f64 {
 /// assert!(!all_finite(&[f64::NAN; 40]));
 /// ```
 pub fn all_finite<T: Float>(values: &[T]) -> bool {
+    crate::monomorphic!(T; f32 => all_finite_f32, f64 => all_finite_f64; values);
+    all_finite_generic(values)
+}
+
+#[inline(never)]
+fn all_finite_f32(values: &[f32]) -> bool {
+    all_finite_generic(values)
+}
+
+#[inline(never)]
+fn all_finite_f64(values: &[f64]) -> bool {
+    all_finite_generic(values)
+}
+
+#[inline(always)]
+fn all_finite_generic<T: Float>(values: &[T]) -> bool {
     const LANES: usize = 16;
     let mut acc = [T::zero(); LANES];
     let chunks = values.chunks_exact(LANES);

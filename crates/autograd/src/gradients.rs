@@ -75,6 +75,13 @@ impl<T: Float> Gradients<T> {
     /// Multiplies every gradient by `factor` (what weighting a shard of a batch by its size
     /// does before the shards are summed).
     pub fn scale(&mut self, factor: T) {
+        let grads = self;
+        crate::monomorphic!(T; f32 => Gradients::scale_f32, f64 => Gradients::scale_f64; grads, factor);
+        grads.scale_generic(factor)
+    }
+
+    #[inline(always)]
+    fn scale_generic(&mut self, factor: T) {
         for g in self.params.iter_mut().flatten() {
             g.mapv_inplace(|v| v * factor);
         }
@@ -83,6 +90,13 @@ impl<T: Float> Gradients<T> {
     /// Adds `other`'s gradients into these, parameter by parameter (what summing the
     /// gradients of several shards of a batch does).
     pub fn accumulate(&mut self, other: &Gradients<T>) {
+        let grads = self;
+        crate::monomorphic!(T; f32 => Gradients::accumulate_f32, f64 => Gradients::accumulate_f64; grads, other);
+        grads.accumulate_generic(other)
+    }
+
+    #[inline(always)]
+    fn accumulate_generic(&mut self, other: &Gradients<T>) {
         for (i, g) in other.params.iter().enumerate() {
             let Some(g) = g else { continue };
             if self.params.len() <= i {
@@ -136,5 +150,28 @@ impl<T: Float> Gradients<T> {
     /// True when no parameter received a gradient.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+// The f32 and f64 bodies, compiled here (see `mono`).
+impl Gradients<f32> {
+    #[inline(never)]
+    fn scale_f32(&mut self, factor: f32) {
+        self.scale_generic(factor)
+    }
+    #[inline(never)]
+    fn accumulate_f32(&mut self, other: &Gradients<f32>) {
+        self.accumulate_generic(other)
+    }
+}
+
+impl Gradients<f64> {
+    #[inline(never)]
+    fn scale_f64(&mut self, factor: f64) {
+        self.scale_generic(factor)
+    }
+    #[inline(never)]
+    fn accumulate_f64(&mut self, other: &Gradients<f64>) {
+        self.accumulate_generic(other)
     }
 }

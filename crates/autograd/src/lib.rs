@@ -42,6 +42,8 @@ mod float;
 mod gradcheck;
 mod gradients;
 pub mod memory;
+#[doc(hidden)]
+pub mod mono;
 pub mod ops;
 mod params;
 mod pool;

@@ -331,6 +331,13 @@ impl<T: Float> Tape<T> {
     /// The reverse sweep: consumes the records, giving each value's storage back to the pool
     /// once it is processed.
     pub(crate) fn backward(self, loss: NodeId) -> Result<Gradients<T>, Anomaly> {
+        let tape = self;
+        crate::monomorphic!(T; f32 => backward_f32, f64 => backward_f64; tape, loss);
+        tape.backward_generic(loss)
+    }
+
+    #[inline(always)]
+    fn backward_generic(self, loss: NodeId) -> Result<Gradients<T>, Anomaly> {
         let detect = self.detect_anomaly;
         if let Some(a) = self.anomaly.borrow_mut().take() {
             return Err(a);
@@ -455,6 +462,16 @@ impl<T: Float> Tape<T> {
         });
         result.map(|()| out)
     }
+}
+
+#[inline(never)]
+fn backward_f32(tape: Tape<f32>, loss: NodeId) -> Result<Gradients<f32>, Anomaly> {
+    tape.backward_generic(loss)
+}
+
+#[inline(never)]
+fn backward_f64(tape: Tape<f64>, loss: NodeId) -> Result<Gradients<f64>, Anomaly> {
+    tape.backward_generic(loss)
 }
 
 impl<T: Float> Drop for Tape<T> {

@@ -7,7 +7,7 @@ use std::process::Command;
 fn example() -> PathBuf {
     // `cargo test` builds the examples; build again in case only this test was selected.
     let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    build.args(["build", "-q", "-p", "gradus", "--example", "mnist"]);
+    build.args(["build", "-q", "-p", "gradus-examples", "--example", "mnist"]);
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }

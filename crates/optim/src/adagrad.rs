@@ -79,6 +79,25 @@ impl<T: Float> Adagrad<T> {
 
 impl<T: Float> Optimizer<T> for Adagrad<T> {
     fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError> {
+        let opt = self;
+        gradus_autograd::monomorphic!(T; f32 => Adagrad::step_f32, f64 => Adagrad::step_f64; opt, params, grads);
+        opt.step_generic(params, grads)
+    }
+
+    fn name(&self) -> &'static str {
+        "Adagrad"
+    }
+
+    lr_and_state_methods!(ParamState::Adagrad { .. });
+}
+
+impl<T: Float> Adagrad<T> {
+    #[inline(always)]
+    fn step_generic(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: &Gradients<T>,
+    ) -> Result<(), OptimError> {
         let (wd, eps, init) = (
             T::of(self.weight_decay),
             T::of(self.eps),
@@ -110,10 +129,27 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
             },
         )
     }
+}
 
-    fn name(&self) -> &'static str {
-        "Adagrad"
+// The f32 and f64 steps, compiled here (see `gradus_autograd::mono`).
+impl Adagrad<f32> {
+    #[inline(never)]
+    fn step_f32(
+        &mut self,
+        params: &mut ParamStore<f32>,
+        grads: &Gradients<f32>,
+    ) -> Result<(), OptimError> {
+        self.step_generic(params, grads)
     }
+}
 
-    lr_and_state_methods!(ParamState::Adagrad { .. });
+impl Adagrad<f64> {
+    #[inline(never)]
+    fn step_f64(
+        &mut self,
+        params: &mut ParamStore<f64>,
+        grads: &Gradients<f64>,
+    ) -> Result<(), OptimError> {
+        self.step_generic(params, grads)
+    }
 }

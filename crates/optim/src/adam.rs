@@ -134,6 +134,34 @@ impl<T: Float> Adam<T> {
 
 impl<T: Float> Optimizer<T> for Adam<T> {
     fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError> {
+        let opt = self;
+        gradus_autograd::monomorphic!(T; f32 => Adam::step_f32, f64 => Adam::step_f64; opt, params, grads);
+        opt.step_generic(params, grads)
+    }
+
+    fn name(&self) -> &'static str {
+        self.kind()
+    }
+
+    lr_and_state_methods!(ParamState::Adam { .. });
+
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> bool {
+        self.betas.0 = momentum;
+        true
+    }
+}
+
+impl<T: Float> Adam<T> {
+    #[inline(always)]
+    fn step_generic(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: &Gradients<T>,
+    ) -> Result<(), OptimError> {
         let (b1, b2) = self.betas;
         let (l2, decay) = match self.weight_decay {
             WeightDecay::L2(wd) => (T::of(wd), T::one()),
@@ -197,19 +225,27 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             },
         )
     }
+}
 
-    fn name(&self) -> &'static str {
-        self.kind()
+// The f32 and f64 steps, compiled here (see `gradus_autograd::mono`).
+impl Adam<f32> {
+    #[inline(never)]
+    fn step_f32(
+        &mut self,
+        params: &mut ParamStore<f32>,
+        grads: &Gradients<f32>,
+    ) -> Result<(), OptimError> {
+        self.step_generic(params, grads)
     }
+}
 
-    lr_and_state_methods!(ParamState::Adam { .. });
-
-    fn momentum(&self) -> Option<f64> {
-        Some(self.betas.0)
-    }
-
-    fn set_momentum(&mut self, momentum: f64) -> bool {
-        self.betas.0 = momentum;
-        true
+impl Adam<f64> {
+    #[inline(never)]
+    fn step_f64(
+        &mut self,
+        params: &mut ParamStore<f64>,
+        grads: &Gradients<f64>,
+    ) -> Result<(), OptimError> {
+        self.step_generic(params, grads)
     }
 }

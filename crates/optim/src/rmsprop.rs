@@ -89,6 +89,34 @@ impl<T: Float> RmsProp<T> {
 
 impl<T: Float> Optimizer<T> for RmsProp<T> {
     fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError> {
+        let opt = self;
+        gradus_autograd::monomorphic!(T; f32 => RmsProp::step_f32, f64 => RmsProp::step_f64; opt, params, grads);
+        opt.step_generic(params, grads)
+    }
+
+    fn name(&self) -> &'static str {
+        "RmsProp"
+    }
+
+    lr_and_state_methods!(ParamState::RmsProp { .. });
+
+    fn momentum(&self) -> Option<f64> {
+        (self.momentum > 0.0).then_some(self.momentum)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> bool {
+        self.momentum = momentum;
+        true
+    }
+}
+
+impl<T: Float> RmsProp<T> {
+    #[inline(always)]
+    fn step_generic(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: &Gradients<T>,
+    ) -> Result<(), OptimError> {
         let (lr, alpha, eps, wd, mu) = (
             T::of(self.lr),
             T::of(self.alpha),
@@ -147,19 +175,27 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
             },
         )
     }
+}
 
-    fn name(&self) -> &'static str {
-        "RmsProp"
+// The f32 and f64 steps, compiled here (see `gradus_autograd::mono`).
+impl RmsProp<f32> {
+    #[inline(never)]
+    fn step_f32(
+        &mut self,
+        params: &mut ParamStore<f32>,
+        grads: &Gradients<f32>,
+    ) -> Result<(), OptimError> {
+        self.step_generic(params, grads)
     }
+}
 
-    lr_and_state_methods!(ParamState::RmsProp { .. });
-
-    fn momentum(&self) -> Option<f64> {
-        (self.momentum > 0.0).then_some(self.momentum)
-    }
-
-    fn set_momentum(&mut self, momentum: f64) -> bool {
-        self.momentum = momentum;
-        true
+impl RmsProp<f64> {
+    #[inline(never)]
+    fn step_f64(
+        &mut self,
+        params: &mut ParamStore<f64>,
+        grads: &Gradients<f64>,
+    ) -> Result<(), OptimError> {
+        self.step_generic(params, grads)
     }
 }

@@ -145,6 +145,47 @@ impl<T: Float> Sgd<T> {
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
     fn step(&mut self, params: &mut ParamStore<T>, grads: &Gradients<T>) -> Result<(), OptimError> {
+        let opt = self;
+        gradus_autograd::monomorphic!(T; f32 => Sgd::step_f32, f64 => Sgd::step_f64; opt, params, grads);
+        opt.step_generic(params, grads)
+    }
+
+    fn name(&self) -> &'static str {
+        "Sgd"
+    }
+
+    lr_and_state_methods!(ParamState::Sgd { .. });
+
+    fn momentum(&self) -> Option<f64> {
+        match self.momentum {
+            Momentum::None => None,
+            Momentum::Classic { momentum, .. } | Momentum::Nesterov { momentum } => Some(momentum),
+        }
+    }
+
+    fn set_momentum(&mut self, momentum: f64) -> bool {
+        self.momentum = match self.momentum {
+            Momentum::None => Momentum::Classic {
+                momentum,
+                dampening: 0.0,
+            },
+            Momentum::Classic { dampening, .. } => Momentum::Classic {
+                momentum,
+                dampening,
+            },
+            Momentum::Nesterov { .. } => Momentum::Nesterov { momentum },
+        };
+        true
+    }
+}
+
+impl<T: Float> Sgd<T> {
+    #[inline(always)]
+    fn step_generic(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: &Gradients<T>,
+    ) -> Result<(), OptimError> {
         let lr = T::of(self.lr);
         let wd = T::of(self.weight_decay);
         let (mu, damp, nesterov) = match self.momentum {
@@ -205,32 +246,27 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             },
         )
     }
+}
 
-    fn name(&self) -> &'static str {
-        "Sgd"
+// The f32 and f64 steps, compiled here (see `gradus_autograd::mono`).
+impl Sgd<f32> {
+    #[inline(never)]
+    fn step_f32(
+        &mut self,
+        params: &mut ParamStore<f32>,
+        grads: &Gradients<f32>,
+    ) -> Result<(), OptimError> {
+        self.step_generic(params, grads)
     }
+}
 
-    lr_and_state_methods!(ParamState::Sgd { .. });
-
-    fn momentum(&self) -> Option<f64> {
-        match self.momentum {
-            Momentum::None => None,
-            Momentum::Classic { momentum, .. } | Momentum::Nesterov { momentum } => Some(momentum),
-        }
-    }
-
-    fn set_momentum(&mut self, momentum: f64) -> bool {
-        self.momentum = match self.momentum {
-            Momentum::None => Momentum::Classic {
-                momentum,
-                dampening: 0.0,
-            },
-            Momentum::Classic { dampening, .. } => Momentum::Classic {
-                momentum,
-                dampening,
-            },
-            Momentum::Nesterov { .. } => Momentum::Nesterov { momentum },
-        };
-        true
+impl Sgd<f64> {
+    #[inline(never)]
+    fn step_f64(
+        &mut self,
+        params: &mut ParamStore<f64>,
+        grads: &Gradients<f64>,
+    ) -> Result<(), OptimError> {
+        self.step_generic(params, grads)
     }
 }

@@ -74,6 +74,39 @@ impl Mnist {
         Self::load_with_limit(dir, MAX_DECODED_BYTES)
     }
 
+    /// Where [`Mnist::load_default`] looks: the directory named by the `MNIST_DIR`
+    /// environment variable when it is set; otherwise `data/mnist` under the current
+    /// directory if it exists, else the `data/mnist` of the gradus repository this crate was
+    /// built from (there for a path or git dependency; if it is not, the error of
+    /// [`Mnist::load`] names it).
+    ///
+    /// ```
+    /// let dir = gradus::Mnist::default_dir();
+    /// assert!(!dir.as_os_str().is_empty());
+    /// ```
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("MNIST_DIR") {
+            return PathBuf::from(dir);
+        }
+        let here = PathBuf::from("data/mnist");
+        if here.is_dir() {
+            return here;
+        }
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")
+    }
+
+    /// [`Mnist::load`] from [`Mnist::default_dir`]: what a program that should run from any
+    /// directory calls.
+    ///
+    /// ```no_run
+    /// let mnist = gradus::Mnist::load_default()?;
+    /// assert_eq!(mnist.test.len(), 10_000);
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
+    pub fn load_default() -> Result<Self, DataError> {
+        Self::load(Self::default_dir())
+    }
+
     /// [`Mnist::load`] with another limit on each file's decoded size, in bytes (the default
     /// [`MAX_DECODED_BYTES`], 256 MiB, is about 5x MNIST's largest file).
     pub fn load_with_limit(dir: impl AsRef<Path>, max_decoded: u64) -> Result<Self, DataError> {

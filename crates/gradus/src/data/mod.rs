@@ -248,6 +248,22 @@ pub fn epoch_chunks(
 /// The rows `indices` of `a` (along axis 0), copied row by row: a plain memcpy per row when
 /// `a` is contiguous, which ndarray's generic `select` is not.
 fn gather_rows<T: Float>(a: &ArrayD<T>, indices: &[usize]) -> ArrayD<T> {
+    gradus_autograd::monomorphic!(T; f32 => gather_rows_f32, f64 => gather_rows_f64; a, indices);
+    gather_rows_generic(a, indices)
+}
+
+// Compiled here for f32 and f64 (see `gradus_autograd::mono`).
+#[inline(never)]
+fn gather_rows_f32(a: &ArrayD<f32>, indices: &[usize]) -> ArrayD<f32> {
+    gather_rows_generic(a, indices)
+}
+
+#[inline(never)]
+fn gather_rows_f64(a: &ArrayD<f64>, indices: &[usize]) -> ArrayD<f64> {
+    gather_rows_generic(a, indices)
+}
+
+fn gather_rows_generic<T: Float>(a: &ArrayD<T>, indices: &[usize]) -> ArrayD<T> {
     let Some(all) = a.as_slice() else {
         return a.select(Axis(0), indices);
     };

@@ -213,6 +213,7 @@ impl<T: Float> Trainer<T> {
         train: &Dataset<T>,
         validation: Option<&Dataset<T>>,
     ) -> Result<History, TrainError> {
+        warn_if_unoptimised();
         self.check_config(train)?;
         let finished =
             self.state.epoch >= self.config.epochs || self.state.history.stopped_early.is_some();
@@ -514,5 +515,42 @@ impl<T: Float> Trainer<T> {
         inputs: &ArrayD<T>,
     ) -> ArrayD<T> {
         predict(model, params, inputs, self.config.eval_batch_size)
+    }
+}
+
+/// How to make an unoptimised build of gradus fast: the advice `fit` prints, once, to
+/// standard error when gradus was compiled at opt-level 0 or 1 ([`is_unoptimised`]).
+///
+/// ```
+/// assert!(gradus::PROFILE_ADVICE.contains("[profile.dev.package.\"*\"]"));
+/// ```
+pub const PROFILE_ADVICE: &str = "gradus was compiled without optimisation, so training runs \
+about 10x slower than it can. Add to your Cargo.toml:\n\n[profile.dev.package.\"*\"]\n\
+opt-level = 3\n\n(it optimises the dependencies only; your own crate still builds quickly).";
+
+/// The opt-level gradus was compiled at, as Cargo gave it (`"0"` to `"3"`, `"s"`, `"z"`).
+///
+/// ```
+/// // The workspace's dev and test profiles optimise gradus.
+/// assert!(matches!(gradus::compiled_opt_level(), "2" | "3"));
+/// ```
+pub fn compiled_opt_level() -> &'static str {
+    env!("GRADUS_OPT_LEVEL")
+}
+
+/// Whether gradus was compiled at opt-level 0 or 1 (the dev profile's default for a
+/// dependency), in which case the first `fit` prints [`PROFILE_ADVICE`].
+///
+/// ```
+/// assert!(!gradus::is_unoptimised());
+/// ```
+pub fn is_unoptimised() -> bool {
+    matches!(compiled_opt_level(), "0" | "1")
+}
+
+fn warn_if_unoptimised() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if is_unoptimised() {
+        ONCE.call_once(|| eprintln!("warning: {PROFILE_ADVICE}"));
     }
 }

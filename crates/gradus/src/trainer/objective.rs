@@ -54,15 +54,9 @@ pub enum Loss {
 
 impl<T: Float> Objective<T> for Loss {
     fn loss<'t>(&self, out: Var<'t, T>, targets: &Targets<T>) -> Var<'t, T> {
-        let tape = out.tape();
-        match (self, targets) {
-            (Loss::CrossEntropy, Targets::Classes(labels)) => out.cross_entropy_with_logits(labels),
-            (Loss::Mse, Targets::Values(v)) => out.mse_loss(tape.constant(v.clone())),
-            (Loss::BceWithLogits, Targets::Values(v)) => {
-                out.bce_with_logits(tape.constant(v.clone()))
-            }
-            (loss, _) => panic!("{loss:?} does not apply to these targets"),
-        }
+        let loss = self;
+        gradus_autograd::monomorphic!(T; f32 => builtin_loss_f32, f64 => builtin_loss_f64; loss, out, targets);
+        builtin_loss(loss, out, targets)
     }
 
     fn task(&self) -> Task {
@@ -86,6 +80,27 @@ impl<T: Float> Objective<T> for Loss {
 
     fn name(&self) -> String {
         format!("{self:?}")
+    }
+}
+
+// The built-in losses, compiled here for f32 and f64 (see `gradus_autograd::mono`).
+#[inline(never)]
+fn builtin_loss_f32<'t>(loss: &Loss, out: Var<'t, f32>, targets: &Targets<f32>) -> Var<'t, f32> {
+    builtin_loss(loss, out, targets)
+}
+
+#[inline(never)]
+fn builtin_loss_f64<'t>(loss: &Loss, out: Var<'t, f64>, targets: &Targets<f64>) -> Var<'t, f64> {
+    builtin_loss(loss, out, targets)
+}
+
+fn builtin_loss<'t, T: Float>(loss: &Loss, out: Var<'t, T>, targets: &Targets<T>) -> Var<'t, T> {
+    let tape = out.tape();
+    match (loss, targets) {
+        (Loss::CrossEntropy, Targets::Classes(labels)) => out.cross_entropy_with_logits(labels),
+        (Loss::Mse, Targets::Values(v)) => out.mse_loss(tape.constant(v.clone())),
+        (Loss::BceWithLogits, Targets::Values(v)) => out.bce_with_logits(tape.constant(v.clone())),
+        (loss, _) => panic!("{loss:?} does not apply to these targets"),
     }
 }
 
@@ -156,6 +171,21 @@ pub(crate) struct MetricSums {
 impl MetricSums {
     /// The metrics of one batch's output.
     pub fn of<T: Float>(task: Task, out: &ArrayD<T>, targets: &Targets<T>) -> Self {
+        gradus_autograd::monomorphic!(T; f32 => MetricSums::of_f32, f64 => MetricSums::of_f64; task, out, targets);
+        Self::of_generic(task, out, targets)
+    }
+
+    #[inline(never)]
+    fn of_f32(task: Task, out: &ArrayD<f32>, targets: &Targets<f32>) -> Self {
+        Self::of_generic(task, out, targets)
+    }
+
+    #[inline(never)]
+    fn of_f64(task: Task, out: &ArrayD<f64>, targets: &Targets<f64>) -> Self {
+        Self::of_generic(task, out, targets)
+    }
+
+    fn of_generic<T: Float>(task: Task, out: &ArrayD<T>, targets: &Targets<T>) -> Self {
         let samples = out.shape().first().copied().unwrap_or(1);
         let mut m = MetricSums {
             samples,

@@ -82,6 +82,55 @@ enum Spec {
     Reshape(Vec<usize>),
 }
 
+type BoxedLayer<T> = Box<dyn Module<T> + Send + Sync>;
+
+/// The layer a spec describes, its parameters registered with `b` under `name`. Its `f32`
+/// and `f64` forms are compiled here, so a model built from a crate at opt-level 0 still
+/// runs gradus's optimised layers (see `gradus_autograd::mono`).
+fn layer<T: Float>(
+    spec: Spec,
+    b: &mut ParamBuilder<T>,
+    name: &str,
+) -> Result<BoxedLayer<T>, LayerError> {
+    gradus_autograd::monomorphic!(T; f32 => layer_f32, f64 => layer_f64; spec, b, name);
+    layer_generic(spec, b, name)
+}
+
+#[inline(never)]
+fn layer_f32(
+    spec: Spec,
+    b: &mut ParamBuilder<f32>,
+    name: &str,
+) -> Result<BoxedLayer<f32>, LayerError> {
+    layer_generic(spec, b, name)
+}
+
+#[inline(never)]
+fn layer_f64(
+    spec: Spec,
+    b: &mut ParamBuilder<f64>,
+    name: &str,
+) -> Result<BoxedLayer<f64>, LayerError> {
+    layer_generic(spec, b, name)
+}
+
+fn layer_generic<T: Float>(
+    spec: Spec,
+    b: &mut ParamBuilder<T>,
+    name: &str,
+) -> Result<BoxedLayer<T>, LayerError> {
+    Ok(match spec {
+        Spec::Linear(c) => Box::new(c.init(b, name)?),
+        Spec::Activation(a) => Box::new(a),
+        Spec::Dropout(p) => Box::new(Dropout(p)),
+        Spec::Flatten => Box::new(Flatten),
+        Spec::Conv2d(c) => Box::new(c.init(b, name)?),
+        Spec::Pool(p) => Box::new(p),
+        Spec::BatchNorm { channels, .. } => Box::new(BatchNorm::new(b, name, channels)?),
+        Spec::Reshape(r) => Box::new(Reshape(r)),
+    })
+}
+
 impl Spec {
     fn describe(&self) -> String {
         match self {
@@ -311,25 +360,14 @@ impl<T: Float> SequentialBuilder<T> {
     ) -> Result<Sequential<T>, LayerError> {
         let shapes = self.check()?;
         let expects = self.expects();
-        let mut layers: Vec<Box<dyn Module<T> + Send + Sync>> = Vec::new();
+        let mut layers: Vec<BoxedLayer<T>> = Vec::new();
         for (i, spec) in self.specs.into_iter().enumerate() {
             let name = if prefix.is_empty() {
                 i.to_string()
             } else {
                 format!("{prefix}.{i}")
             };
-            match spec {
-                Spec::Linear(c) => layers.push(Box::new(c.init(b, &name)?)),
-                Spec::Activation(a) => layers.push(Box::new(a)),
-                Spec::Dropout(p) => layers.push(Box::new(Dropout(p))),
-                Spec::Flatten => layers.push(Box::new(Flatten)),
-                Spec::Conv2d(c) => layers.push(Box::new(c.init(b, &name)?)),
-                Spec::Pool(p) => layers.push(Box::new(p)),
-                Spec::BatchNorm { channels, .. } => {
-                    layers.push(Box::new(BatchNorm::new(b, &name, channels)?))
-                }
-                Spec::Reshape(r) => layers.push(Box::new(Reshape(r))),
-            }
+            layers.push(layer(spec, b, &name)?);
         }
         Ok(Sequential {
             layers,
