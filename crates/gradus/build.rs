@@ -1,5 +1,5 @@
 //! Records the optimisation level gradus itself is compiled at, so that `Trainer::fit` can
-//! say, once, when a user's build leaves it unoptimised (about 10x slower).
+//! say, once, when a user's build leaves it unoptimised (about 50x slower).
 
 fn main() {
     let level = std::env::var("OPT_LEVEL").unwrap_or_default();

@@ -1,6 +1,6 @@
 //! Generic code is compiled, and optimised, by the crate that instantiates it. A user's crate
 //! in the dev profile (opt-level 0) calling `Trainer::fit::<f32>` would otherwise compile
-//! gradus's per-element loops itself, unoptimised: about 8x slower than the same loops
+//! gradus's per-element loops itself, unoptimised: about 10x slower than the same loops
 //! compiled in gradus at the `[profile.dev.package."*"] opt-level = 3` that the README
 //! advises. So the hot paths pass through `f32` and `f64` functions that are not generic, and
 //! therefore are compiled inside gradus: [`monomorphic!`](crate::monomorphic) routes a generic

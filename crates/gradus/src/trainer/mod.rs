@@ -525,7 +525,7 @@ impl<T: Float> Trainer<T> {
 /// assert!(gradus::PROFILE_ADVICE.contains("[profile.dev.package.\"*\"]"));
 /// ```
 pub const PROFILE_ADVICE: &str = "gradus was compiled without optimisation, so training runs \
-about 10x slower than it can. Add to your Cargo.toml:\n\n[profile.dev.package.\"*\"]\n\
+about 50x slower than it can. Add to your Cargo.toml:\n\n[profile.dev.package.\"*\"]\n\
 opt-level = 3\n\n(it optimises the dependencies only; your own crate still builds quickly).";
 
 /// The opt-level gradus was compiled at, as Cargo gave it (`"0"` to `"3"`, `"s"`, `"z"`).
