@@ -21,16 +21,36 @@ use crate::{Float, pool};
 /// An empty vector with capacity for `len` elements, from this thread's cache when it holds
 /// one of a fitting size: for building an array (a batch of inputs) that goes onto a tape,
 /// which gives the storage back to the cache when done with it.
+///
+/// ```
+/// let v = gradus_autograd::memory::take::<f32>(256);
+/// assert!(v.is_empty() && v.capacity() >= 256);
+/// ```
 pub fn take<T: Float>(len: usize) -> Vec<T> {
     pool::take(len)
 }
 
 /// `(buffers, bytes)` this thread's cache holds for element type `T`.
+///
+/// ```
+/// use gradus_autograd::memory;
+/// memory::empty_cache::<f64>();
+/// assert_eq!(memory::cached::<f64>(), (0, 0));
+/// ```
 pub fn cached<T: Float>() -> (usize, usize) {
     pool::held::<T>()
 }
 
 /// Frees everything this thread's cache holds for element type `T`.
+///
+/// ```
+/// use gradus_autograd::{memory, Tape, ndarray::Array1};
+/// let tape = Tape::<f32>::no_grad();
+/// drop(tape.constant(Array1::zeros(1000).into_dyn()).relu());
+/// drop(tape); // its buffers go back to this thread's cache
+/// memory::empty_cache::<f32>();
+/// assert_eq!(memory::cached::<f32>(), (0, 0));
+/// ```
 pub fn empty_cache<T: Float>() {
     pool::clear::<T>()
 }

@@ -12,6 +12,12 @@ use smallvec::smallvec;
 use crate::{Float, Var, pool};
 
 /// A size given as one number for both axes or as `(height, width)`, as PyTorch accepts.
+///
+/// ```
+/// use gradus_autograd::ops::conv::Pair;
+/// assert_eq!(Pair::from(3), Pair(3, 3));
+/// assert_eq!(Pair::from((2, 1)), Pair(2, 1));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pair(pub usize, pub usize);
 

@@ -6,6 +6,17 @@ use ndarray::{ArrayD, IxDyn};
 use crate::{Float, Var};
 
 /// The new running statistics a training-mode [`Var::batch_norm`] computes, per channel.
+///
+/// ```
+/// use gradus_autograd::{Tape, ndarray::{ArrayD, arr2}};
+/// let tape = Tape::<f64>::no_grad();
+/// let x = tape.constant(arr2(&[[1.0], [3.0]]).into_dyn());
+/// let (mean, var) = (ArrayD::zeros(vec![1]), ArrayD::ones(vec![1]));
+/// let (_, stats) = x.batch_norm(&mean, &var, None, None, true, 0.1, 1e-5);
+/// let stats = stats.unwrap();
+/// assert!((stats.mean[0] - 0.2).abs() < 1e-12); // 0.9 * 0 + 0.1 * 2
+/// assert!((stats.var[0] - 1.1).abs() < 1e-12);  // 0.9 * 1 + 0.1 * 2 (unbiased)
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunningStats<T: Float> {
     /// `(1 - momentum) * running_mean + momentum * batch_mean`.

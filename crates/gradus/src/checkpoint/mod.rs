@@ -68,6 +68,16 @@ pub fn save_weights<T: Float>(
 }
 
 /// Reads the weights in `path` without a model.
+///
+/// ```
+/// use gradus::{checkpoint, Sequential};
+/// let (_, params) = Sequential::<f32>::new().linear(3, 2).build(0).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("model.gradus");
+/// checkpoint::save_weights(&path, &params).unwrap();
+/// let weights = checkpoint::read_weights::<f32>(&path).unwrap();
+/// assert_eq!(weights, params.export());
+/// ```
 pub fn read_weights<T: Float>(path: impl AsRef<Path>) -> Result<NamedArrays<T>, CheckpointError> {
     let path = path.as_ref();
     parse_weights(&read_gradus(path)?, path)
@@ -98,6 +108,20 @@ pub fn parse_weights<T: Float>(
 
 /// Loads weights (from a weights file or a checkpoint) into a model's parameters, checking
 /// every name and shape; nothing changes unless all fit.
+///
+/// ```
+/// use gradus::{checkpoint, Sequential};
+/// let (_, params) = Sequential::<f32>::new().linear(3, 2).build(0).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("model.gradus");
+/// checkpoint::save_weights(&path, &params).unwrap();
+/// // Another shape is refused, naming the parameter, and the model is left as it was:
+/// let (_, mut wider) = Sequential::<f32>::new().linear(3, 4).build(1).unwrap();
+/// let before = wider.export();
+/// let err = checkpoint::load_weights(&path, &mut wider).unwrap_err();
+/// assert!(err.to_string().contains("0.weight"));
+/// assert_eq!(wider.export(), before);
+/// ```
 pub fn load_weights<T: Float>(
     path: impl AsRef<Path>,
     params: &mut ParamStore<T>,

@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 use crate::DataError;
 
 /// The elements of an IDX file, in their stored type.
+///
+/// ```
+/// use gradus::data::idx::{IdxData, encode_u8, parse_idx};
+/// let bytes = encode_u8(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+/// let array = parse_idx(&bytes, "in-memory".as_ref())?;
+/// assert_eq!(array.data, IdxData::U8(vec![1, 2, 3, 4, 5, 6]));
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum IdxData {
     /// Type code 0x08.
@@ -27,6 +35,14 @@ pub enum IdxData {
 }
 
 /// An IDX array: its dimensions and elements in row-major order.
+///
+/// ```
+/// use gradus::data::idx::{IdxData, encode_u8, parse_idx};
+/// let bytes = encode_u8(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+/// let array = parse_idx(&bytes, "in-memory".as_ref())?;
+/// assert_eq!(array.dims, [2, 3]);
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdxArray {
     /// Sizes of the dimensions.
@@ -111,12 +127,31 @@ fn check_limit(size: u64, max_decoded: u64, path: &Path) -> Result<(), DataError
 
 /// Parses IDX bytes (raw or gzip) with the default decoded-size limit; `path` is used in
 /// errors only.
+///
+/// ```
+/// use gradus::data::idx::{IdxData, encode_u8, parse_idx};
+/// let bytes = encode_u8(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+/// let array = parse_idx(&bytes, "in-memory".as_ref())?;
+/// assert_eq!(array.dims, [2, 3]);
+/// // A damaged file is an error naming the path, not a panic:
+/// let err = parse_idx(&bytes[..10], "cut.idx".as_ref()).unwrap_err();
+/// assert!(err.to_string().contains("cut.idx"));
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
     parse_idx_limited(bytes, path, MAX_DECODED_BYTES)
 }
 
 /// [`parse_idx`] with another limit on the decoded size, in bytes. A gzip stream is decoded
 /// straight into the array's storage, after its header has been checked against the limit.
+///
+/// ```
+/// use gradus::data::idx::{encode_u8, parse_idx_limited};
+/// let bytes = encode_u8(&[100], &[0; 100]); // 8 bytes of header, 100 of data
+/// assert!(parse_idx_limited(&bytes, "a.idx".as_ref(), 108).is_ok());
+/// let err = parse_idx_limited(&bytes, "a.idx".as_ref(), 107).unwrap_err();
+/// assert!(err.to_string().contains("more than the limit of 107 bytes"));
+/// ```
 pub fn parse_idx_limited(
     bytes: &[u8],
     path: &Path,
@@ -322,6 +357,11 @@ fn type_name(d: &IdxData) -> &'static str {
 }
 
 /// Encodes a `u8` array as IDX (for tests and tools).
+///
+/// ```
+/// let bytes = gradus::data::idx::encode_u8(&[2], &[7, 9]);
+/// assert_eq!(bytes, [0, 0, 0x08, 1, 0, 0, 0, 2, 7, 9]); // magic, type u8, 1 dim, size 2, data
+/// ```
 pub fn encode_u8(dims: &[usize], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0, 0, 0x08, dims.len() as u8];
     for &d in dims {

@@ -39,6 +39,13 @@ const FASHION_SHA256: [&str; 4] = [
 ];
 
 /// Which known dataset the files' checksums identify.
+///
+/// ```no_run
+/// use gradus::{Mnist, data::mnist::Provenance};
+/// let mnist = Mnist::load_default()?;
+/// assert_eq!(mnist.provenance, Provenance::Mnist);
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Provenance {
     /// All four files are the original MNIST.
@@ -50,6 +57,13 @@ pub enum Provenance {
 }
 
 /// The train and test sets, pixels scaled to [0, 1] and flattened to `[n, rows * cols]`.
+///
+/// ```no_run
+/// let mnist = gradus::Mnist::load_default()?;
+/// assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
+/// assert_eq!(mnist.train.inputs().shape(), &[60_000, 784]);
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Mnist {
     /// 60,000 samples for MNIST.
@@ -62,6 +76,13 @@ pub struct Mnist {
     pub provenance: Provenance,
 }
 
+/// Loading MNIST and Fashion-MNIST.
+///
+/// ```no_run
+/// let mnist = gradus::Mnist::load("/usr/share/datasets/fashion-mnist")?;
+/// assert_eq!(mnist.image_size, (28, 28));
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 impl Mnist {
     /// Loads the four files from `dir`, checking each file's structure, that images and
     /// labels agree in count, that labels are digits 0-9, and the checksums it knows.
@@ -109,6 +130,12 @@ impl Mnist {
 
     /// [`Mnist::load`] with another limit on each file's decoded size, in bytes (the default
     /// [`MAX_DECODED_BYTES`], 256 MiB, is about 5x MNIST's largest file).
+    ///
+    /// ```no_run
+    /// // MNIST's largest file decodes to 47 MB: a 10 MB limit refuses it, naming the file.
+    /// let err = gradus::Mnist::load_with_limit(gradus::Mnist::default_dir(), 10 << 20).unwrap_err();
+    /// assert!(err.to_string().contains("train-images-idx3-ubyte"));
+    /// ```
     pub fn load_with_limit(dir: impl AsRef<Path>, max_decoded: u64) -> Result<Self, DataError> {
         let dir = dir.as_ref();
         let mut paths = Vec::new();

@@ -17,6 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::DataError;
 
 /// How many samples one gradient step averages over, named by the variant it makes.
+///
+/// ```
+/// use gradus::BatchSize;
+/// assert_eq!(BatchSize::from_count(64, 60_000), BatchSize::Mini(64));
+/// assert_eq!(BatchSize::Full.samples(500), 500);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BatchSize {
     /// Batch gradient descent: the whole training set per step.
@@ -27,6 +33,13 @@ pub enum BatchSize {
     Mini(usize),
 }
 
+/// What a batch size means for a dataset.
+///
+/// ```
+/// use gradus::BatchSize;
+/// let b = BatchSize::from_count(1, 100);
+/// assert_eq!((b, b.samples(100)), (BatchSize::Stochastic, 1));
+/// ```
 impl BatchSize {
     /// From a number: 1 is stochastic GD, `n >= dataset size` is batch GD.
     ///
@@ -46,6 +59,12 @@ impl BatchSize {
     }
 
     /// Samples per batch for a dataset of `len` samples.
+    ///
+    /// ```
+    /// use gradus::BatchSize;
+    /// assert_eq!(BatchSize::Mini(64).samples(10), 10); // never more than the data
+    /// assert_eq!(BatchSize::Stochastic.samples(10), 1);
+    /// ```
     pub fn samples(self, len: usize) -> usize {
         match self {
             BatchSize::Full => len.max(1),
@@ -55,6 +74,10 @@ impl BatchSize {
     }
 
     /// The gradient-descent variant this batch size gives.
+    ///
+    /// ```
+    /// assert_eq!(gradus::BatchSize::Stochastic.variant(), "stochastic gradient descent");
+    /// ```
     pub fn variant(self) -> &'static str {
         match self {
             BatchSize::Full => "batch gradient descent",
@@ -65,6 +88,13 @@ impl BatchSize {
 }
 
 /// What a dataset's samples are labelled with.
+///
+/// ```
+/// use gradus::{Dataset, ndarray::arr2};
+/// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+/// assert!(matches!(data.targets(), gradus::Targets::Classes(c) if c == &[0, 1, 1]));
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets<T: Float> {
     /// A class index per sample (for cross-entropy).
@@ -89,6 +119,15 @@ pub struct Dataset<T: Float = f32> {
 }
 
 /// One mini-batch, copied out of a dataset.
+///
+/// ```
+/// use gradus::{Dataset, ndarray::arr2};
+/// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+/// let batch = data.batch(&[2, 0]);
+/// assert_eq!(batch.inputs.shape(), &[2, 2]);
+/// assert_eq!(batch.targets, gradus::Targets::Classes(vec![1, 0]));
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch<T: Float> {
     /// Inputs `[b, ...]`.
@@ -97,13 +136,40 @@ pub struct Batch<T: Float> {
     pub targets: Targets<T>,
 }
 
+/// Building, reading and slicing a dataset.
+///
+/// ```
+/// use gradus::{Dataset, ndarray::arr2};
+/// let data = Dataset::classification(arr2(&[[0.0f32], [1.0]]).into_dyn(), vec![0, 1])?;
+/// assert_eq!(data.subset(&[1]).labels(), Some(&[1][..]));
+/// # Ok::<(), gradus::DataError>(())
+/// ```
 impl<T: Float> Dataset<T> {
     /// A classification set; labels must be as many as input rows.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// assert_eq!(data.len(), 3);
+    /// // One label too few is an error, not a panic:
+    /// assert!(Dataset::classification(arr2(&[[0.0f32]]).into_dyn(), vec![]).is_err());
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn classification(inputs: ArrayD<T>, labels: Vec<usize>) -> Result<Self, DataError> {
         Self::new(inputs, Targets::Classes(labels))
     }
 
     /// A regression set; targets must have as many rows as inputs.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::regression(
+    ///     arr2(&[[0.0f32], [1.0]]).into_dyn(),
+    ///     arr2(&[[0.5f32], [1.5]]).into_dyn(),
+    /// )?;
+    /// assert!(data.labels().is_none());
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn regression(inputs: ArrayD<T>, targets: ArrayD<T>) -> Result<Self, DataError> {
         Self::new(inputs, Targets::Values(targets))
     }
@@ -128,26 +194,62 @@ impl<T: Float> Dataset<T> {
     }
 
     /// Number of samples.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// assert_eq!(data.len(), 3);
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.inputs.shape()[0]
     }
 
     /// True when there are no samples.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// assert!(!data.is_empty());
+    /// assert!(data.take(0).is_empty());
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The inputs.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// assert_eq!(data.inputs().shape(), &[3, 2]);
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn inputs(&self) -> &ArrayD<T> {
         &self.inputs
     }
 
     /// The targets.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// assert_eq!(data.targets(), &gradus::Targets::Classes(vec![0, 1, 1]));
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn targets(&self) -> &Targets<T> {
         &self.targets
     }
 
     /// The class labels, if this is a classification set.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// assert_eq!(data.labels(), Some(&[0, 1, 1][..]));
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn labels(&self) -> Option<&[usize]> {
         match &self.targets {
             Targets::Classes(c) => Some(c),
@@ -156,6 +258,14 @@ impl<T: Float> Dataset<T> {
     }
 
     /// The samples at `indices`, in that order.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// let batch = data.batch(&[1, 1]); // repeats are allowed
+    /// assert_eq!(batch.inputs.as_slice().unwrap(), &[2.0, 3.0, 2.0, 3.0]);
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn batch(&self, indices: &[usize]) -> Batch<T> {
         let inputs = gather_rows(&self.inputs, indices);
         let targets = match &self.targets {
@@ -166,6 +276,14 @@ impl<T: Float> Dataset<T> {
     }
 
     /// A new dataset of the samples at `indices`.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// let odd = data.subset(&[1]);
+    /// assert_eq!((odd.len(), odd.labels()), (1, Some(&[1][..])));
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn subset(&self, indices: &[usize]) -> Self {
         let b = self.batch(indices);
         Self {
@@ -175,11 +293,28 @@ impl<T: Float> Dataset<T> {
     }
 
     /// The first `n` samples (or all, if fewer).
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// assert_eq!(data.take(2).len(), 2);
+    /// assert_eq!(data.take(100).len(), 3);
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn take(&self, n: usize) -> Self {
         self.subset(&(0..n.min(self.len())).collect::<Vec<_>>())
     }
 
     /// A seeded random split: `(rest, held_out)` with `round(fraction * len)` samples held out.
+    ///
+    /// ```
+    /// use gradus::{Dataset, ndarray::arr2};
+    /// let data = Dataset::classification(arr2(&[[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]]).into_dyn(), vec![0, 1, 1])?;
+    /// let (rest, held_out) = data.split(1.0 / 3.0, 7);
+    /// assert_eq!((rest.len(), held_out.len()), (2, 1));
+    /// assert_eq!(data.split(1.0 / 3.0, 7), (rest, held_out)); // the same seed, the same split
+    /// # Ok::<(), gradus::DataError>(())
+    /// ```
     pub fn split(&self, fraction: f64, seed: u64) -> (Self, Self) {
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -234,6 +369,14 @@ impl<T: Float> Dataset<T> {
 
 /// The batches of an epoch's `order`: chunks of `batch_size` (of `order.len()` samples),
 /// without a final partial batch when `drop_last`.
+///
+/// ```
+/// use gradus::{BatchSize, data::epoch_chunks};
+/// let order = [4, 0, 3, 1, 2];
+/// let chunks: Vec<&[usize]> = epoch_chunks(&order, BatchSize::Mini(2), false).collect();
+/// assert_eq!(chunks, [&[4, 0][..], &[3, 1], &[2]]);
+/// assert_eq!(epoch_chunks(&order, BatchSize::Mini(2), true).count(), 2); // drop_last
+/// ```
 pub fn epoch_chunks(
     order: &[usize],
     batch_size: BatchSize,
