@@ -264,7 +264,7 @@ fn build_model(
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let mut args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
@@ -282,10 +282,30 @@ fn main() -> ExitCode {
             return usage_error(parts.join(" ").trim_start_matches("error: "));
         }
     };
+    // Under `mpirun` (built with `--features mpi`), one rank of a job: only rank 0 reports
+    // and writes files.
+    #[cfg(feature = "mpi")]
+    let mpi = match gradus::distributed::Mpi::init() {
+        Some(mpi) => std::sync::Arc::new(mpi),
+        None => return usage_error("MPI could not be initialised"),
+    };
+    #[cfg(feature = "mpi")]
+    let (rank, ranks) = (mpi.rank(), mpi.size());
+    #[cfg(not(feature = "mpi"))]
+    let (rank, ranks) = (0usize, 1usize);
+    if rank != 0 {
+        if args.eval.is_some() {
+            return ExitCode::SUCCESS; // rank 0 evaluates
+        }
+        args.quiet = true;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let workers = args
-        .workers
-        .unwrap_or(if args.model == Model::Cnn { cores } else { 1 });
+    // A CNN takes a worker per core, shared among the ranks on this machine.
+    let workers = args.workers.unwrap_or(if args.model == Model::Cnn {
+        (cores / ranks as u64).max(1)
+    } else {
+        1
+    });
     if workers > 1 && std::env::var_os("MATMUL_NUM_THREADS").is_none() {
         // Workers bring the parallelism; products splitting too would oversubscribe the
         // cores. matrixmultiply reads this once, at its first product, which comes later.
@@ -435,12 +455,17 @@ fn main() -> ExitCode {
     if !args.quiet {
         println!("model:\n{}", model.summary(&params));
         println!(
-            "training: {:?} lr {lr} ({:?} schedule), {} epochs, batch {} = {}, {workers} worker(s), seed {}; validation = the 10,000 test images",
+            "training: {:?} lr {lr} ({:?} schedule), {} epochs, batch {} = {}, {workers} worker(s){}, seed {}; validation = the 10,000 test images",
             args.optimizer,
             sched,
             epochs,
             args.batch_size,
             batch_size.variant(),
+            if ranks > 1 {
+                format!(" x {ranks} MPI ranks")
+            } else {
+                String::new()
+            },
             args.seed
         );
     }
@@ -458,6 +483,10 @@ fn main() -> ExitCode {
         ..TrainerConfig::default()
     };
     let mut trainer = Trainer::new(config, args.optimizer.build(lr));
+    #[cfg(feature = "mpi")]
+    if ranks > 1 {
+        trainer = trainer.distributed(mpi.clone());
+    }
     let started = Instant::now();
     let history = match trainer.fit(&model, &mut params, &mnist.train, Some(&mnist.test)) {
         Ok(h) => h,
@@ -468,6 +497,9 @@ fn main() -> ExitCode {
     };
     let train_secs = started.elapsed().as_secs_f64();
     let last = history.epochs.last().expect("at least one epoch");
+    if rank != 0 {
+        return ExitCode::SUCCESS; // rank 0 writes the files and reports
+    }
     if let Err(e) = checkpoint::save_weights(&output, &params) {
         eprintln!("error: {e}");
         return ExitCode::from(1);

@@ -118,6 +118,23 @@ impl<T: Float> Gradients<T> {
         self.inputs.get(&id)
     }
 
+    /// The gradients present, mutable, in parameter order: what a reduction across
+    /// processes sums (every process of one model sees the same order).
+    ///
+    /// ```
+    /// use gradus_autograd::{value_and_grad, ParamStore, ndarray::arr1};
+    /// let mut params = ParamStore::<f32>::new();
+    /// let w = params.insert("w", arr1(&[1.0, 2.0]).into_dyn()).unwrap();
+    /// let (_, mut grads) = value_and_grad(|tape| tape.param(&params, w).square().sum());
+    /// for g in grads.arrays_mut() {
+    ///     g.mapv_inplace(|v| v * 0.5);
+    /// }
+    /// assert_eq!(grads.get(w).unwrap().as_slice().unwrap(), &[1.0, 2.0]);
+    /// ```
+    pub fn arrays_mut(&mut self) -> impl Iterator<Item = &mut ArrayD<T>> {
+        self.params.iter_mut().flatten()
+    }
+
     /// `(id, gradient)` for every parameter that received one.
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &ArrayD<T>)> {
         let keys = &self.keys;

@@ -23,6 +23,8 @@
 
 pub mod checkpoint;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 mod error;
 mod trainer;
 

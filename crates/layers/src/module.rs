@@ -114,6 +114,23 @@ impl<T: Float> BufferUpdates<T> {
         }
     }
 
+    /// The new values, mutable, in the order the forward pass made them: what a reduction
+    /// across processes averages.
+    ///
+    /// ```
+    /// use gradus_layers::{ForwardCtx, Module, Sequential};
+    /// use gradus_autograd::{Tape, ndarray::Array2};
+    /// let (model, params) = Sequential::<f32>::new().batch_norm1d(2).build(0).unwrap();
+    /// let tape = Tape::no_grad();
+    /// let mut ctx = ForwardCtx::train_seeded(0);
+    /// model.forward(&params, tape.constant(Array2::ones((4, 2)).into_dyn()), &mut ctx);
+    /// let mut updates = ctx.take_updates();
+    /// assert!(updates.arrays_mut().count() >= 2); // running mean and variance
+    /// ```
+    pub fn arrays_mut(&mut self) -> impl Iterator<Item = &mut ArrayD<T>> {
+        self.0.iter_mut().map(|(_, value)| value)
+    }
+
     /// The element-wise mean of several passes' updates of each buffer, in the order buffers
     /// first appear: how data-parallel workers, each with its own batch statistics, combine
     /// their running statistics (as averaging the replicas' buffers would).

@@ -285,6 +285,9 @@ pub enum TrainError {
     /// The optimizer refused a step.
     #[error(transparent)]
     Optim(#[from] OptimError),
+    /// Ranks of an MPI job disagree (see [`crate::distributed`]).
+    #[error("distributed training: {0}")]
+    Distributed(String),
     /// Clipping found a non-finite norm and was configured to fail.
     #[error(transparent)]
     Clip(#[from] NonFiniteNorm),

@@ -34,7 +34,7 @@ use crate::DataError;
 
 use crate::data::{BatchSize, Dataset, epoch_chunks};
 use callback::EpochFn;
-use objective::MetricSums;
+pub(crate) use objective::MetricSums;
 use progress::{describe, progress_bar};
 use step::StepOutcome;
 
@@ -67,6 +67,12 @@ pub struct Trainer<T: Float = f32> {
     workers: Option<(usize, rayon::ThreadPool)>,
     /// Whether a `fit` of this trainer has run (a resume clears it).
     fitted: bool,
+    /// The MPI job this trainer is one rank of, and its reduction buffers.
+    #[cfg(feature = "mpi")]
+    mpi: Option<(
+        std::sync::Arc<crate::distributed::Mpi>,
+        crate::distributed::Reducer<T>,
+    )>,
 }
 
 impl<T: Float> Trainer<T> {
@@ -94,7 +100,42 @@ impl<T: Float> Trainer<T> {
             state,
             workers: None,
             fitted: false,
+            #[cfg(feature = "mpi")]
+            mpi: None,
         }
+    }
+
+    /// Makes this trainer one rank of an MPI job (see [`crate::distributed`]): every rank
+    /// runs the same program with the same configuration; each takes its shard of every
+    /// batch, and the gradients are summed across ranks before the one identical update.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use gradus::{Trainer, TrainerConfig, distributed::Mpi};
+    /// let mpi = Arc::new(Mpi::init().unwrap());
+    /// let trainer = Trainer::<f32>::new(TrainerConfig::default(), gradus::optim::Sgd::new(0.1))
+    ///     .distributed(mpi);
+    /// # let _ = trainer;
+    /// ```
+    #[cfg(feature = "mpi")]
+    pub fn distributed(mut self, mpi: std::sync::Arc<crate::distributed::Mpi>) -> Self {
+        self.mpi = Some((mpi, crate::distributed::Reducer::default()));
+        self
+    }
+
+    /// `(rank, ranks)` of the job this trainer is part of: `(0, 1)` unless it is
+    /// [`distributed`](Self::distributed) (the `mpi` feature).
+    ///
+    /// ```
+    /// let trainer = gradus::Trainer::<f32>::new(Default::default(), gradus::optim::Sgd::new(0.1));
+    /// assert_eq!(trainer.rank(), (0, 1));
+    /// ```
+    pub fn rank(&self) -> (usize, usize) {
+        #[cfg(feature = "mpi")]
+        if let Some((mpi, _)) = &self.mpi {
+            return (mpi.rank(), mpi.size());
+        }
+        (0, 1)
     }
 
     /// Sets what `fit` minimises: a built-in [`Loss`] or any [`Objective`] (see
@@ -148,6 +189,33 @@ impl<T: Float> Trainer<T> {
     /// The history so far.
     pub fn history(&self) -> &History {
         &self.state.history
+    }
+
+    /// In a job of several ranks, every batch must give each of the job's workers a sample:
+    /// a rank without one would have no gradients to add to the others'.
+    fn check_shards(&self, len: usize, ranks: usize) -> Result<(), TrainError> {
+        let total = ranks * self.config.workers;
+        if ranks == 1 {
+            return Ok(());
+        }
+        let size = self.config.batch_size.samples(len);
+        let last = if self.config.drop_last || len.is_multiple_of(size) {
+            size
+        } else {
+            len % size
+        };
+        if size.min(last) < total {
+            return Err(TrainError::Config {
+                field: "batch_size",
+                expected: format!(
+                    "at least one sample per worker of the job ({ranks} ranks x {} workers = \
+                     {total}) in every batch, the last included (or drop_last)",
+                    self.config.workers
+                ),
+                found: format!("batches of {size} over {len} samples, the last of {last}"),
+            });
+        }
+        Ok(())
     }
 
     fn check_config(&self, train: &Dataset<T>) -> Result<(), TrainError> {
@@ -213,6 +281,24 @@ impl<T: Float> Trainer<T> {
         train: &Dataset<T>,
         validation: Option<&Dataset<T>>,
     ) -> Result<History, TrainError> {
+        let result = self.fit_inner(model, params, train, validation);
+        // The other ranks would wait for this one in their next reduction: end the job.
+        #[cfg(feature = "mpi")]
+        if let (Err(e), Some((mpi, _))) = (&result, &self.mpi)
+            && mpi.size() > 1
+        {
+            mpi.abort(e, 1);
+        }
+        result
+    }
+
+    fn fit_inner<M: Module<T> + Sync + ?Sized>(
+        &mut self,
+        model: &M,
+        params: &mut ParamStore<T>,
+        train: &Dataset<T>,
+        validation: Option<&Dataset<T>>,
+    ) -> Result<History, TrainError> {
         warn_if_unoptimised();
         self.check_config(train)?;
         let finished =
@@ -256,7 +342,15 @@ impl<T: Float> Trainer<T> {
         if let Some(v) = validation {
             eval::check_fits(model, v)?;
         }
-        let show_bar = match self.config.progress {
+        let (rank, ranks) = self.rank();
+        self.check_shards(train.len(), ranks)?;
+        // Only rank 0 of a job reports and writes checkpoints.
+        let progress = if rank == 0 {
+            self.config.progress
+        } else {
+            Progress::Quiet
+        };
+        let show_bar = match progress {
             Progress::Bar => true,
             Progress::Auto => std::io::stderr().is_terminal(),
             Progress::Lines | Progress::Quiet => false,
@@ -265,11 +359,19 @@ impl<T: Float> Trainer<T> {
         self.fitted = true;
         while self.state.epoch < self.config.epochs && self.state.history.stopped_early.is_none() {
             let mut record = self.run_epoch(model, params, train, validation, show_bar)?;
+            #[cfg(feature = "mpi")]
+            if let Some((mpi, _)) = &self.mpi
+                && mpi.size() > 1
+            {
+                crate::distributed::check_in_step(mpi, params).map_err(|why| {
+                    TrainError::Distributed(format!("after epoch {}: {why}", record.epoch))
+                })?;
+            }
             for cb in &mut self.callbacks {
                 cb.on_epoch_end(&mut record, params)
                     .map_err(TrainError::Callback)?;
             }
-            if self.config.progress != Progress::Quiet && !show_bar {
+            if progress != Progress::Quiet && !show_bar {
                 println!("{}", describe(&record, self.config.epochs));
             }
             self.state.epoch = record.epoch;
@@ -278,7 +380,9 @@ impl<T: Float> Trainer<T> {
                 self.apply_schedule()?;
             }
             let improved = self.track_best(params);
-            if let Some(c) = &self.config.checkpoint {
+            if let Some(c) = &self.config.checkpoint
+                && rank == 0
+            {
                 let due = match c.when {
                     CheckpointWhen::EveryEpoch => true,
                     CheckpointWhen::Best(m) => self.is_best(m),
@@ -367,25 +471,53 @@ impl<T: Float> Trainer<T> {
                 })?;
             self.workers = Some((workers, pool));
         }
+        let (rank, ranks) = self.rank();
         for (b, indices) in batches.enumerate() {
-            let outcome = match &self.workers {
-                Some((_, pool)) if workers > 1 => step::forward_backward_sharded(
+            let pool = self.workers.as_ref().map(|(_, pool)| pool);
+            let outcome = match (ranks, workers) {
+                (1, 1) => step::forward_backward(
+                    model,
+                    params,
+                    train.batch(indices),
+                    &*self.objective,
+                    &mut self.state.rng,
+                    self.config.detect_anomaly,
+                ),
+                // One process: workers beyond the batch's size would have nothing to do.
+                (1, _) => {
+                    let local = workers.min(indices.len().max(1));
+                    let shards = step::Workers {
+                        first: 0,
+                        local,
+                        total: local,
+                    };
+                    step::forward_backward_sharded(
+                        model,
+                        params,
+                        train,
+                        indices,
+                        &*self.objective,
+                        (self.config.seed, self.state.step),
+                        shards,
+                        pool,
+                        self.config.detect_anomaly,
+                    )
+                }
+                // A rank of a job: its workers' shards of the job's (`check_shards` saw
+                // that every batch has a sample for each).
+                _ => step::forward_backward_sharded(
                     model,
                     params,
                     train,
                     indices,
                     &*self.objective,
                     (self.config.seed, self.state.step),
-                    workers,
+                    step::Workers {
+                        first: rank * workers,
+                        local: workers,
+                        total: ranks * workers,
+                    },
                     pool,
-                    self.config.detect_anomaly,
-                ),
-                _ => step::forward_backward(
-                    model,
-                    params,
-                    train.batch(indices),
-                    &*self.objective,
-                    &mut self.state.rng,
                     self.config.detect_anomaly,
                 ),
             }
@@ -394,12 +526,19 @@ impl<T: Float> Trainer<T> {
                 batch: b + 1,
                 anomaly,
             })?;
+            #[cfg_attr(not(feature = "mpi"), allow(unused_mut))]
             let StepOutcome {
-                loss,
+                mut loss,
                 mut grads,
-                metrics,
-                updates,
+                mut metrics,
+                mut updates,
             } = outcome;
+            #[cfg(feature = "mpi")]
+            if let Some((mpi, reducer)) = &mut self.mpi
+                && mpi.size() > 1
+            {
+                reducer.reduce_step(mpi, &mut grads, &mut loss, &mut metrics, &mut updates);
+            }
             if let Some(what) = step::non_finite(loss, &grads, params) {
                 match self.config.non_finite {
                     NonFinite::Stop => {

@@ -58,11 +58,22 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Data-parallel forward and backward: the batch `indices` split into one shard per worker,
-/// each run on its own thread of `pool` (with its own tape, storage cache and dropout stream,
-/// seeded from the training seed, the step and the worker, so the shuffling stream is the
-/// one a single worker uses), each shard's gradients weighted by its share of the batch and
-/// summed in worker order, so the result is the whole batch's mean and the same on every run.
+/// Which of a step's data-parallel workers this process runs: `local` workers from
+/// `first`, of `total` in the whole job (several processes under MPI, or this one).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Workers {
+    pub first: usize,
+    pub local: usize,
+    pub total: usize,
+}
+
+/// Data-parallel forward and backward: the batch `indices` split into one shard per worker
+/// of the job, this process running its `workers` (on the threads of `pool`, when there is
+/// more than one), each with its own tape, storage cache and dropout stream (seeded from the
+/// training seed, the step and the worker's index in the job, so the shuffling stream is the
+/// one a single worker uses); each shard's gradients weighted by its share of the batch and
+/// summed in worker order, so that summed over the job they are the whole batch's mean, the
+/// same on every run.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
     model: &M,
@@ -71,36 +82,37 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
     indices: &[usize],
     objective: &(dyn Objective<T> + Send + Sync),
     (seed, step): (u64, u64),
-    workers: usize,
-    pool: &rayon::ThreadPool,
+    workers: Workers,
+    pool: Option<&rayon::ThreadPool>,
     detect_anomaly: bool,
 ) -> Result<StepOutcome<T>, Anomaly> {
     let n = indices.len();
-    let workers = workers.clamp(1, n.max(1));
-    let seeds: Vec<u64> = (0..workers as u64)
-        .map(|w| mix(mix(mix(seed) ^ step) ^ w))
-        .collect();
-    let parts: Vec<Result<StepOutcome<T>, Anomaly>> = pool.install(|| {
-        (0..workers)
-            .into_par_iter()
-            .map(|i| {
-                let rows = &indices[shard(n, workers, i)];
-                let mut worker_rng = ChaCha8Rng::seed_from_u64(seeds[i]);
-                let mut part = forward_backward(
-                    model,
-                    params,
-                    data.batch(rows),
-                    objective,
-                    &mut worker_rng,
-                    detect_anomaly,
-                )?;
-                let share = rows.len() as f64 / n as f64;
-                part.grads.scale(T::of(share));
-                part.loss *= share;
-                Ok(part)
-            })
-            .collect()
-    });
+    let Workers {
+        first,
+        local,
+        total,
+    } = workers;
+    let run = |i: usize| {
+        let g = first + i;
+        let rows = &indices[shard(n, total, g)];
+        let mut worker_rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ step) ^ g as u64));
+        let mut part = forward_backward(
+            model,
+            params,
+            data.batch(rows),
+            objective,
+            &mut worker_rng,
+            detect_anomaly,
+        )?;
+        let share = rows.len() as f64 / n as f64;
+        part.grads.scale(T::of(share));
+        part.loss *= share;
+        Ok(part)
+    };
+    let parts: Vec<Result<StepOutcome<T>, Anomaly>> = match pool {
+        Some(pool) if local > 1 => pool.install(|| (0..local).into_par_iter().map(run).collect()),
+        _ => (0..local).map(run).collect(),
+    };
     let mut parts = parts.into_iter();
     let mut total = parts.next().expect("at least one worker")?;
     let mut updates = vec![std::mem::take(&mut total.updates)];

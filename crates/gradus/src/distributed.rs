@@ -1,0 +1,273 @@
+//! Data-parallel training over MPI (the `mpi` feature): one process per rank, each with its
+//! own data-parallel workers, training one model.
+//!
+//! Every rank shuffles the same global order from the shared seed and takes its shard of
+//! every mini-batch: rank `r` of `R`, with `W` workers each, runs the global workers
+//! `r * W .. (r + 1) * W` of `R * W`, exactly the shards and dropout streams that `R * W`
+//! workers in one process would run. Each step sums the ranks' gradients (already weighted by
+//! their share of the batch) with one `MPI_Allreduce` over a flat buffer, and the loss and
+//! metrics with a second, small one; every rank then applies the same update. After every
+//! epoch a checksum of the parameters is compared across ranks, so a silent divergence
+//! becomes an error. Only rank 0 prints progress and writes checkpoints.
+//!
+//! An error on one rank (a checkpoint that cannot be written, say) would leave the others
+//! waiting in the next reduction, so in a run of more than one rank `fit` prints it and
+//! aborts the job (`MPI_Abort`); a panic does the same.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use gradus::{Mnist, Sequential, Trainer, TrainerConfig, distributed::Mpi};
+//! use gradus::optim::Adam;
+//!
+//! // mpirun -n 4 target/release/examples/my_training
+//! let mpi = Arc::new(Mpi::init().expect("MPI initialises"));
+//! let mnist = Mnist::load_default()?;
+//! let (model, mut params) = Sequential::<f32>::new().linear(784, 128).relu().linear(128, 10).build(0)?;
+//! let mut trainer = Trainer::new(TrainerConfig::default(), Adam::new(1e-3)).distributed(mpi.clone());
+//! trainer.fit(&model, &mut params, &mnist.train, Some(&mnist.test))?;
+//! if mpi.rank() == 0 {
+//!     gradus::checkpoint::save_weights("model.gradus", &params)?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use mpi::collective::SystemOperation;
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::{Communicator, CommunicatorCollectives};
+
+use gradus_autograd::mono::cast;
+use gradus_autograd::{Float, Gradients, ParamStore};
+use gradus_layers::BufferUpdates;
+
+use crate::trainer::MetricSums;
+
+/// An initialised MPI environment: this process's rank in `MPI_COMM_WORLD`. Dropping it
+/// finalises MPI, so keep it alive until the last collective call.
+pub struct Mpi {
+    world: SimpleCommunicator,
+    // Dropped last: finalises MPI.
+    _universe: Universe,
+}
+
+impl std::fmt::Debug for Mpi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mpi {{ rank: {}, size: {} }}", self.rank(), self.size())
+    }
+}
+
+impl Mpi {
+    /// Initialises MPI (once per process; `None` if it already was) and installs a panic hook
+    /// that aborts the whole job, so a rank that dies does not leave the others hanging.
+    /// Run without `mpirun`, this is a job of one rank.
+    ///
+    /// ```no_run
+    /// let mpi = gradus::distributed::Mpi::init().expect("MPI initialises");
+    /// println!("rank {} of {}", mpi.rank(), mpi.size());
+    /// ```
+    pub fn init() -> Option<Mpi> {
+        // Only the thread that called `fit` talks to MPI; the workers never do.
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)?;
+        let world = universe.world();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            eprintln!("gradus: a rank panicked; aborting the MPI job");
+            // SAFETY: MPI is initialised (the hook is installed after it) and MPI_Abort
+            // takes any communicator; it does not return.
+            unsafe {
+                mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101);
+            }
+        }));
+        Some(Mpi {
+            world,
+            _universe: universe,
+        })
+    }
+
+    /// This process's rank, from 0.
+    ///
+    /// ```no_run
+    /// let mpi = gradus::distributed::Mpi::init().unwrap();
+    /// assert!(mpi.rank() < mpi.size());
+    /// ```
+    pub fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    /// The number of ranks.
+    ///
+    /// ```no_run
+    /// let mpi = gradus::distributed::Mpi::init().unwrap();
+    /// assert!(mpi.size() >= 1);
+    /// ```
+    pub fn size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    /// Ends every rank of the job with `code` (`MPI_Abort`), after printing `message`.
+    ///
+    /// ```no_run
+    /// let mpi = gradus::distributed::Mpi::init().unwrap();
+    /// mpi.abort("the data are missing on this rank", 2);
+    /// ```
+    pub fn abort(&self, message: impl std::fmt::Display, code: i32) -> ! {
+        eprintln!("error (rank {}): {message}", self.rank());
+        self.world.abort(code)
+    }
+
+    /// Sums `values` across ranks, in place.
+    fn sum_f64(&self, values: &mut [f64]) {
+        let send = values.to_vec();
+        self.world
+            .all_reduce_into(&send[..], values, SystemOperation::sum());
+    }
+
+    /// Sums a flat buffer of `T` across ranks into `recv`.
+    fn sum<T: Float>(&self, send: &[T], recv: &mut [T]) {
+        // SAFETY (both casts): `&[f32]` / `&mut [f32]` are the same slices with T = f32.
+        if let (Ok(s), Ok(r)) = unsafe {
+            (
+                cast::<T, f32, &[T], &[f32]>(send),
+                cast::<T, f32, &mut [T], &mut [f32]>(&mut *recv),
+            )
+        } {
+            return self.world.all_reduce_into(s, r, SystemOperation::sum());
+        }
+        // SAFETY: as above, with f64.
+        if let (Ok(s), Ok(r)) = unsafe {
+            (
+                cast::<T, f64, &[T], &[f64]>(send),
+                cast::<T, f64, &mut [T], &mut [f64]>(recv),
+            )
+        } {
+            return self.world.all_reduce_into(s, r, SystemOperation::sum());
+        }
+        panic!("MPI reductions support f32 and f64, not {}", T::NAME);
+    }
+
+    /// Every rank's value of `x`, in rank order.
+    fn gather(&self, x: u64) -> Vec<u64> {
+        let mut all = vec![0u64; self.size()];
+        self.world.all_gather_into(&x, &mut all[..]);
+        all
+    }
+}
+
+/// The reusable buffers of one trainer's reductions.
+#[derive(Default)]
+pub(crate) struct Reducer<T: Float> {
+    send: Vec<T>,
+    recv: Vec<T>,
+}
+
+impl<T: Float> Reducer<T> {
+    /// Sums a step's gradients, loss and metrics across ranks and averages its buffer
+    /// updates (each rank's already averages its own workers'), so every rank ends with the
+    /// whole batch's values.
+    pub(crate) fn reduce_step(
+        &mut self,
+        mpi: &Mpi,
+        grads: &mut Gradients<T>,
+        loss: &mut f64,
+        metrics: &mut MetricSums,
+        updates: &mut BufferUpdates<T>,
+    ) {
+        // One flat buffer: every gradient, then every buffer update.
+        self.send.clear();
+        for g in grads.arrays_mut() {
+            extend(&mut self.send, g);
+        }
+        for u in updates.arrays_mut() {
+            extend(&mut self.send, u);
+        }
+        self.recv.clear();
+        self.recv.resize(self.send.len(), T::zero());
+        mpi.sum(&self.send, &mut self.recv);
+        let mut at = 0;
+        for g in grads.arrays_mut() {
+            at = unpack(&self.recv, at, g, None);
+        }
+        let ranks = T::of(mpi.size() as f64);
+        for u in updates.arrays_mut() {
+            at = unpack(&self.recv, at, u, Some(ranks));
+        }
+        let mut small = [
+            *loss,
+            metrics.samples as f64,
+            metrics.correct as f64,
+            metrics.abs_err,
+            metrics.sq_err,
+            metrics.elements as f64,
+        ];
+        mpi.sum_f64(&mut small);
+        *loss = small[0];
+        metrics.samples = small[1] as usize;
+        metrics.correct = small[2] as usize;
+        metrics.abs_err = small[3];
+        metrics.sq_err = small[4];
+        metrics.elements = small[5] as usize;
+    }
+}
+
+fn extend<T: Float>(buf: &mut Vec<T>, a: &gradus_autograd::ndarray::ArrayD<T>) {
+    match a.as_slice_memory_order() {
+        Some(s) => buf.extend_from_slice(s),
+        None => buf.extend(a.iter().copied()),
+    }
+}
+
+/// Copies `a.len()` values from `flat[at..]` into `a` (divided by `divide`, if given);
+/// returns the next position.
+fn unpack<T: Float>(
+    flat: &[T],
+    at: usize,
+    a: &mut gradus_autograd::ndarray::ArrayD<T>,
+    divide: Option<T>,
+) -> usize {
+    let n = a.len();
+    let src = &flat[at..at + n];
+    match (a.as_slice_memory_order_mut(), divide) {
+        (Some(d), None) => d.copy_from_slice(src),
+        (Some(d), Some(k)) => d.iter_mut().zip(src).for_each(|(d, &s)| *d = s / k),
+        (None, _) => a
+            .iter_mut()
+            .zip(src)
+            .for_each(|(d, &s)| *d = divide.map_or(s, |k| s / k)),
+    }
+    at + n
+}
+
+/// An FNV-1a hash of every parameter's bytes and shape, in order.
+fn checksum<T: Float>(params: &ParamStore<T>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (_, _, a) in params.iter() {
+        for &d in a.shape() {
+            eat(&(d as u64).to_le_bytes());
+        }
+        for &v in a.iter() {
+            eat(&v.as_f64().to_bits().to_le_bytes());
+        }
+    }
+    h
+}
+
+/// Compares the parameters' checksum across ranks: `Err` names the ranks that differ from
+/// rank 0.
+pub(crate) fn check_in_step<T: Float>(mpi: &Mpi, params: &ParamStore<T>) -> Result<(), String> {
+    let all = mpi.gather(checksum(params));
+    let differ: Vec<usize> = (1..all.len()).filter(|&r| all[r] != all[0]).collect();
+    if differ.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the parameters of rank(s) {differ:?} differ from rank 0's (checksums {all:x?}): \
+             the ranks diverged"
+        ))
+    }
+}

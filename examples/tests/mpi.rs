@@ -1,0 +1,152 @@
+//! The MNIST example over MPI (`--features mpi`, run under `mpirun -n 2`): two ranks of one
+//! worker each give the same weights, bit for bit, as one process with two workers (an MLP
+//! with dropout, and a CNN with BatchNorm), the accuracy of one worker, and a failing rank
+//! ends the job. Without `mpirun` (MPICH: apt-get install mpich libmpich-dev) they skip,
+//! saying so.
+#![cfg(feature = "mpi")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn example() -> PathBuf {
+    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    build.args([
+        "build",
+        "-q",
+        "-p",
+        "gradus-examples",
+        "--features",
+        "mpi",
+        "--example",
+        "mnist",
+    ]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    assert!(build.status().unwrap().success(), "building the example");
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
+    dir.join("examples")
+        .join(format!("mnist{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn have_mpirun() -> bool {
+    let found = Command::new("mpirun").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("skipped: no mpirun (apt-get install mpich libmpich-dev)");
+    }
+    found
+}
+
+fn run(ranks: Option<usize>, args: &[&str], out: &Path) -> Output {
+    let bin = example();
+    let out = out.to_str().unwrap();
+    let mut cmd = match ranks {
+        Some(n) => {
+            let mut c = Command::new("mpirun");
+            c.args(["-n", &n.to_string()]).arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
+    cmd.args(args).args(["--quiet", "--output", out]);
+    let output = cmd.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The test accuracy the example reports, in percent.
+fn accuracy(output: &Output) -> f64 {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("test accuracy"))
+        .unwrap_or_else(|| panic!("no accuracy line in {text}"));
+    line.split_whitespace()
+        .nth(2)
+        .unwrap()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn two_ranks_give_the_weights_of_two_workers_bit_for_bit() {
+    if !have_mpirun() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, args) in [
+        (
+            "mlp",
+            &["--epochs", "1", "--train-limit", "6000", "--dropout", "0.2"][..],
+        ),
+        (
+            "cnn",
+            &["--model", "cnn", "--epochs", "1", "--train-limit", "600"][..],
+        ),
+    ] {
+        let threads = dir.path().join(format!("{name}-threads.gradus"));
+        let ranks = dir.path().join(format!("{name}-ranks.gradus"));
+        let a = run(None, &[args, &["--workers", "2"]].concat(), &threads);
+        let b = run(Some(2), &[args, &["--workers", "1"]].concat(), &ranks);
+        assert_eq!(accuracy(&a), accuracy(&b), "{name}");
+        assert!(
+            std::fs::read(&threads).unwrap() == std::fs::read(&ranks).unwrap(),
+            "{name}: the weights of 2 ranks differ from those of 2 workers"
+        );
+        // Only rank 0 reports.
+        let text = String::from_utf8_lossy(&b.stdout);
+        assert_eq!(text.matches("test accuracy").count(), 1, "{text}");
+    }
+}
+
+#[test]
+fn two_ranks_reach_the_accuracy_of_one_worker() {
+    if !have_mpirun() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--epochs", "1", "--workers", "1"];
+    let one = accuracy(&run(None, &args, &dir.path().join("one.gradus")));
+    let two = accuracy(&run(Some(2), &args, &dir.path().join("two.gradus")));
+    assert!((one - two).abs() <= 0.3, "1 worker {one}%, 2 ranks {two}%");
+}
+
+#[test]
+fn an_error_on_a_rank_ends_the_whole_job() {
+    if !have_mpirun() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.gradus");
+    // A last batch of one sample cannot feed two ranks: every rank fails, and the job ends
+    // (instead of one rank waiting for the others) with the reason and a failure status.
+    let start = std::time::Instant::now();
+    let output = Command::new("mpirun")
+        .args(["-n", "2"])
+        .arg(example())
+        .args([
+            "--epochs",
+            "1",
+            "--train-limit",
+            "6017",
+            "--quiet",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("at least one sample per worker of the job"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no weights are written");
+    assert!(start.elapsed().as_secs() < 120, "the job ended");
+}
