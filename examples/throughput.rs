@@ -107,6 +107,15 @@ fn main() {
         Box::new(Sgd::new(0.1).momentum(0.9))
     };
     let mut trainer = Trainer::new(config, optimizer);
+    // Under `mpirun -n N` (built with `--features mpi`): N ranks train together; rank 0
+    // prints the job's samples/s.
+    #[cfg(feature = "mpi")]
+    let mpi = std::sync::Arc::new(gradus::distributed::Mpi::init().expect("MPI initialises"));
+    #[cfg(feature = "mpi")]
+    if mpi.size() > 1 {
+        trainer = trainer.distributed(mpi.clone());
+    }
+    let (rank, ranks) = trainer.rank();
     trainer
         .fit(&model, &mut params, &mnist.train, None)
         .expect("training runs");
@@ -132,8 +141,11 @@ fn main() {
         .map(|e| e.samples_per_sec)
         .collect();
     rates.sort_by(f64::total_cmp);
+    if rank != 0 {
+        return;
+    }
     println!(
-        "{{\"impl\": \"gradus{}{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {:.4}, \"allocations_per_step\": {allocations_per_step:.2}, \"gemm_allocations_per_step\": {gemm_allocations_per_step:.2}}}",
+        "{{\"impl\": \"gradus{}{}{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {:.4}, \"allocations_per_step\": {allocations_per_step:.2}, \"gemm_allocations_per_step\": {gemm_allocations_per_step:.2}}}",
         if cfg!(feature = "openblas") {
             "+openblas"
         } else {
@@ -141,6 +153,11 @@ fn main() {
         },
         if workers > 1 {
             format!("-{workers}workers")
+        } else {
+            String::new()
+        },
+        if ranks > 1 {
+            format!("-mpi{ranks}")
         } else {
             String::new()
         },

@@ -181,8 +181,10 @@ impl<T: Float> Reducer<T> {
         for u in updates.arrays_mut() {
             extend(&mut self.send, u);
         }
-        self.recv.clear();
-        self.recv.resize(self.send.len(), T::zero());
+        // Sized once: every step of a model sends the same number of values.
+        if self.recv.len() != self.send.len() {
+            self.recv = vec![T::zero(); self.send.len()];
+        }
         mpi.sum(&self.send, &mut self.recv);
         let mut at = 0;
         for g in grads.arrays_mut() {
