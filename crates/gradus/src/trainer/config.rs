@@ -285,7 +285,7 @@ pub enum TrainError {
     /// The optimizer refused a step.
     #[error(transparent)]
     Optim(#[from] OptimError),
-    /// Ranks of an MPI job disagree (see [`crate::distributed`]).
+    /// Ranks of an MPI job disagree (the `distributed` module of the `mpi` feature).
     #[error("distributed training: {0}")]
     Distributed(String),
     /// Clipping found a non-finite norm and was configured to fail.

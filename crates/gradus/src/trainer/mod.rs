@@ -124,7 +124,7 @@ impl<T: Float> Trainer<T> {
     }
 
     /// `(rank, ranks)` of the job this trainer is part of: `(0, 1)` unless it is
-    /// [`distributed`](Self::distributed) (the `mpi` feature).
+    /// `distributed` (with the `mpi` feature).
     ///
     /// ```
     /// let trainer = gradus::Trainer::<f32>::new(Default::default(), gradus::optim::Sgd::new(0.1));
