@@ -268,3 +268,34 @@ mod tests {
         assert_eq!(b.as_slice().unwrap(), &[1.0, 1.0]);
     }
 }
+
+thread_local! {
+    /// Index buffers (max pooling's argmax), kept per thread like the value pool.
+    static INDICES: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `len` zeroed indices, reusing a buffer given back by [`recycle_indices`] on this thread.
+pub(crate) fn take_indices(len: usize) -> Vec<u32> {
+    let mut v = INDICES
+        .try_with(|c| {
+            let mut cache = c.borrow_mut();
+            let at = cache.iter().position(|v| v.capacity() >= len)?;
+            Some(cache.swap_remove(at))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    v.clear();
+    v.resize(len, 0);
+    v
+}
+
+/// Gives an index buffer back (at most 8 are kept per thread).
+pub(crate) fn recycle_indices(v: Vec<u32>) {
+    let _ = INDICES.try_with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() < 8 {
+            cache.push(v);
+        }
+    });
+}

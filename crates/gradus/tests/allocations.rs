@@ -164,3 +164,51 @@ fn the_trainer_reuses_its_buffers_across_epochs() {
         "{buffers} buffers, {bytes} bytes"
     );
 }
+
+#[test]
+fn a_warm_cnn_step_allocates_only_for_its_stateful_backward_rules() {
+    memory::empty_cache::<f32>();
+    let (model, mut params) = Sequential::<f32>::new()
+        .input(&[144])
+        .reshape(&[1, 12, 12])
+        .conv2d(1, 4, 3)
+        .relu()
+        .max_pool2d(2)
+        .conv2d(4, 8, 3)
+        .relu()
+        .max_pool2d(2)
+        .flatten()
+        .linear(8, 4) // 12 -> 10 -> 5 -> 3 -> 1
+        .build(0)
+        .unwrap();
+    let x = ArrayD::from_shape_fn(vec![16, 144], |ix| ((ix[0] * 5 + ix[1]) % 13) as f32 / 13.0);
+    let train = Dataset::classification(x, (0..16).map(|i| i % 4).collect()).unwrap();
+    let indices: Vec<usize> = (0..16).collect();
+    let mut opt = gradus::optim::Adam::new(1e-3);
+    let mut rng = gradus::rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut measured = 0;
+    for _ in 0..5 {
+        let before = counts().0;
+        let batch = train.batch(&indices);
+        let Targets::Classes(labels) = &batch.targets else {
+            unreachable!()
+        };
+        let (_, grads) = value_and_grad(|tape| {
+            model
+                .forward(
+                    &params,
+                    tape.constant(batch.inputs),
+                    &mut ForwardCtx::train(&mut rng),
+                )
+                .cross_entropy_with_logits(labels)
+        });
+        opt.step(&mut params, &grads).unwrap();
+        drop(grads);
+        measured = counts().0 - before; // the fifth step's, once warm
+    }
+    // The MLP's 3 (the batch's labels, the loss's rule and its labels), plus the boxed
+    // backward rules that keep state: two convolutions (their im2col matrices), two max
+    // pools (their argmax) and the flatten (the input's shape). Values, gradients, im2col
+    // and argmax buffers come from the pools. It was 35 before they did.
+    assert!(measured <= 8, "a warm CNN step made {measured} allocations");
+}

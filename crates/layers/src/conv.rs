@@ -366,8 +366,15 @@ impl<T: Float> Module<T> for Reshape {
         x: Var<'t, T>,
         _: &mut ForwardCtx<'_, T>,
     ) -> Var<'t, T> {
-        let mut shape = vec![x.shape().first().copied().unwrap_or(1)];
-        shape.extend(&self.0);
+        let n = x.value().shape().first().copied().unwrap_or(1);
+        // Built on the stack (no allocation per step) for up to 7 sample axes.
+        let mut buf = [0usize; 8];
+        if self.0.len() < buf.len() {
+            buf[0] = n;
+            buf[1..=self.0.len()].copy_from_slice(&self.0);
+            return x.reshape(&buf[..=self.0.len()]);
+        }
+        let shape: Vec<usize> = std::iter::once(n).chain(self.0.iter().copied()).collect();
         x.reshape(&shape)
     }
 

@@ -180,12 +180,20 @@ impl<T: Float> Module<T> for Flatten {
         x: Var<'t, T>,
         _: &mut ForwardCtx<'_, T>,
     ) -> Var<'t, T> {
-        let shape = x.shape();
-        if shape.len() == 2 {
+        // The shape read in place: no allocation per step.
+        let (n, rest, ndim) = {
+            let value = x.value();
+            let shape = value.shape();
+            (
+                shape.first().copied().unwrap_or(1),
+                shape.iter().skip(1).product(),
+                shape.len(),
+            )
+        };
+        if ndim == 2 {
             return x;
         }
-        let n = shape.first().copied().unwrap_or(1);
-        x.reshape(&[n, shape.iter().skip(1).product()])
+        x.reshape(&[n, rest])
     }
 
     fn describe(&self) -> String {

@@ -6,8 +6,8 @@
 //! col2im adds back into the input's).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayD, ArrayView2, Axis, IxDyn};
-use smallvec::smallvec;
+use ndarray::{Array2, ArrayD, ArrayView2, IxDyn};
+use smallvec::{SmallVec, smallvec};
 
 use crate::{Float, Var, pool};
 
@@ -301,17 +301,19 @@ impl<'t, T: Float> Var<'t, T> {
             w.shape()
         );
         if let Some(b) = bias {
+            let bv = b.value();
             assert!(
-                b.shape() == [o],
+                bv.shape() == [o],
                 "conv2d: bias of shape {:?} for {o} output channels",
-                b.shape()
+                bv.shape()
             );
         }
         let (og, p, k) = (o / groups, g.positions(), cg * g.kh * g.kw);
         let xs = contiguous(&x);
         let ws = contiguous(&w);
         let mut out = pool::scratch::<T>(&[g.n, o, g.oh, g.ow]);
-        let mut saved = Vec::with_capacity(groups);
+        // One im2col matrix per group, kept for backward (inline for one group: no allocation).
+        let mut saved: SmallVec<[Array2<T>; 1]> = SmallVec::with_capacity(groups);
         {
             let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
             for gi in 0..groups {
@@ -333,14 +335,15 @@ impl<'t, T: Float> Var<'t, T> {
                 }
             }
         }
-        let operands: Vec<Var<'t, T>> = std::iter::once(self).chain([weight]).chain(bias).collect();
+        let operands: SmallVec<[Var<'t, T>; 3]> =
+            std::iter::once(self).chain([weight]).chain(bias).collect();
         self.tape
             .push_op("conv2d", &operands, out, move |grad, _, inputs, needs| {
                 let gs = contiguous(grad);
                 let w = inputs[1];
                 let ws = contiguous(w);
                 let mut dx = needs[0].then(|| pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero()));
-                let mut dw = needs[1].then(|| Array2::<T>::zeros((o, k)));
+                let mut dw = needs[1].then(|| pooled_zeros::<T>(o, k));
                 for (gi, cols) in saved.iter().enumerate() {
                     let gy = gather_group(&gs, g.n, o, gi * og, og, p);
                     if let Some(dw) = &mut dw {
@@ -372,10 +375,16 @@ impl<'t, T: Float> Var<'t, T> {
                         .expect("same size"))
                 ];
                 if needs.len() == 3 {
-                    grads.push(
-                        needs[2]
-                            .then(|| grad.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0))),
-                    );
+                    // The bias's gradient: the output gradient summed over samples and
+                    // positions, per channel, into pooled storage.
+                    grads.push(needs[2].then(|| {
+                        let mut db = pool::full::<T>(&[o], T::zero());
+                        let dbs = db.as_slice_mut().expect("pooled storage is contiguous");
+                        for (i, plane) in gs.chunks_exact(p).enumerate() {
+                            dbs[i % o] += plane.iter().copied().sum::<T>();
+                        }
+                        db
+                    }));
                 }
                 grads
             })

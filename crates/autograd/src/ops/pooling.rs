@@ -53,7 +53,7 @@ impl<'t, T: Float> Var<'t, T> {
         );
         let xs = contiguous(&x);
         let planes = g.n * g.c;
-        let mut argmax = vec![0u32; planes * g.positions()];
+        let mut argmax = pool::take_indices(planes * g.positions());
         let mut out = pool::scratch::<T>(&[g.n, g.c, g.oh, g.ow]);
         let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
         // NaN propagates as the maximum, as in PyTorch.
@@ -146,6 +146,7 @@ impl<'t, T: Float> Var<'t, T> {
                         plane[at as usize] += gv;
                     }
                 }
+                pool::recycle_indices(argmax);
                 smallvec![Some(dx)]
             })
     }

@@ -7,7 +7,7 @@ use std::ops::Range;
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::{check_axis, sum_to};
-use crate::{Float, Var};
+use crate::{Float, Var, pool};
 
 impl<'t, T: Float> Var<'t, T> {
     /// Reorders the axes: output axis `i` is input axis `axes[i]`.
@@ -51,18 +51,21 @@ impl<'t, T: Float> Var<'t, T> {
             x.shape(),
             x.len()
         );
-        let value = x
-            .as_standard_layout()
-            .into_owned()
+        // Pooled copies in row-major order, and the original shape inline (up to 4 axes):
+        // no allocation once the pool is warm.
+        let value = pool::copy(&x)
             .into_shape_with_order(shape)
             .expect("sizes match");
-        let original = x.shape().to_vec();
+        let original = x.raw_dim();
         self.tape
             .push_op("reshape", &[self], value, move |g, _, _, _| {
-                let g = g.as_standard_layout().into_owned();
+                let g = if g.is_standard_layout() {
+                    pool::steal(g)
+                } else {
+                    pool::copy(g)
+                };
                 smallvec![Some(
-                    g.into_shape_with_order(original.as_slice())
-                        .expect("sizes match"),
+                    g.into_shape_with_order(original).expect("sizes match")
                 )]
             })
     }
