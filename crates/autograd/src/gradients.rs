@@ -113,6 +113,57 @@ impl<T: Float> Gradients<T> {
         }
     }
 
+    /// The sum of `parts`, parameter by parameter, in the order given (`(a + b) + c`, as
+    /// [`Gradients::accumulate`] would make it), on this thread's pooled storage: how the
+    /// shards of data-parallel workers are combined without taking any worker's buffers.
+    ///
+    /// ```
+    /// use gradus_autograd::{value_and_grad, Gradients, ParamStore, ndarray::arr1};
+    /// let mut params = ParamStore::<f32>::new();
+    /// let w = params.insert("w", arr1(&[1.0, 2.0]).into_dyn()).unwrap();
+    /// let (_, a) = value_and_grad(|tape| tape.param(&params, w).sum());
+    /// let (_, b) = value_and_grad(|tape| tape.param(&params, w).square().sum());
+    /// let total = Gradients::sum_of(&[&a, &b]);
+    /// assert_eq!(total.get(w).unwrap().as_slice().unwrap(), &[3.0, 5.0]);
+    /// ```
+    pub fn sum_of(parts: &[&Gradients<T>]) -> Gradients<T> {
+        crate::monomorphic!(T; f32 => Gradients::sum_of_f32, f64 => Gradients::sum_of_f64; parts);
+        Self::sum_of_generic(parts)
+    }
+
+    #[inline(always)]
+    fn sum_of_generic(parts: &[&Gradients<T>]) -> Gradients<T> {
+        let (mut params, mut keys) = pool::with_pool::<T, _>(|p| {
+            (
+                std::mem::take(&mut p.param_grads),
+                std::mem::take(&mut p.param_keys),
+            )
+        })
+        .unwrap_or_default();
+        params.clear();
+        keys.clear();
+        let slots = parts.iter().map(|p| p.params.len()).max().unwrap_or(0);
+        params.resize_with(slots, || None);
+        keys.resize(slots, 0);
+        for (i, slot) in params.iter_mut().enumerate() {
+            for part in parts {
+                let Some(Some(g)) = part.params.get(i) else {
+                    continue;
+                };
+                keys[i] = part.keys.get(i).copied().unwrap_or(0);
+                match slot {
+                    Some(acc) => *acc += g,
+                    None => *slot = Some(pool::copy(g)),
+                }
+            }
+        }
+        Gradients {
+            params,
+            keys,
+            inputs: HashMap::new(),
+        }
+    }
+
     /// The gradient of a value made with [`Tape::input`](crate::Tape::input).
     pub fn input(&self, id: NodeId) -> Option<&ArrayD<T>> {
         self.inputs.get(&id)
@@ -173,6 +224,10 @@ impl<T: Float> Gradients<T> {
 // The f32 and f64 bodies, compiled here (see `mono`).
 impl Gradients<f32> {
     #[inline(never)]
+    fn sum_of_f32(parts: &[&Gradients<f32>]) -> Gradients<f32> {
+        Self::sum_of_generic(parts)
+    }
+    #[inline(never)]
     fn scale_f32(&mut self, factor: f32) {
         self.scale_generic(factor)
     }
@@ -183,6 +238,10 @@ impl Gradients<f32> {
 }
 
 impl Gradients<f64> {
+    #[inline(never)]
+    fn sum_of_f64(parts: &[&Gradients<f64>]) -> Gradients<f64> {
+        Self::sum_of_generic(parts)
+    }
     #[inline(never)]
     fn scale_f64(&mut self, factor: f64) {
         self.scale_generic(factor)

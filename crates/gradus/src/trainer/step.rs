@@ -107,24 +107,53 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
         let share = rows.len() as f64 / n as f64;
         part.grads.scale(T::of(share));
         part.loss *= share;
-        Ok(part)
+        Ok((rayon::current_thread_index(), part))
     };
-    let parts: Vec<Result<StepOutcome<T>, Anomaly>> = match pool {
+    type Part<T> = Result<(Option<usize>, StepOutcome<T>), Anomaly>;
+    let parts: Vec<Part<T>> = match pool {
         Some(pool) if local > 1 => pool.install(|| (0..local).into_par_iter().map(run).collect()),
         _ => (0..local).map(run).collect(),
     };
-    let mut parts = parts.into_iter();
-    let mut total = parts.next().expect("at least one worker")?;
-    let mut updates = vec![std::mem::take(&mut total.updates)];
-    for part in parts {
-        let part = part?;
-        total.loss += part.loss;
-        total.grads.accumulate(&part.grads);
-        total.metrics.add(part.metrics);
-        updates.push(part.updates);
+    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    if let [(_, _)] = parts[..] {
+        let (_, only) = parts.into_iter().next().expect("one part");
+        return Ok(only);
     }
-    total.updates = BufferUpdates::mean_of(updates);
-    Ok(total)
+    // The sum on this thread's storage, in worker order; each worker's own buffers then go
+    // back to the thread that made them, whose pool the next step takes them from (dropped
+    // here, they would pile up in this thread's pool while the workers allocated afresh).
+    let grads = Gradients::sum_of(&parts.iter().map(|(_, p)| &p.grads).collect::<Vec<_>>());
+    let mut outcome = StepOutcome {
+        loss: 0.0,
+        grads,
+        metrics: MetricSums::default(),
+        updates: BufferUpdates::default(),
+    };
+    let mut updates = Vec::with_capacity(parts.len());
+    let mut leftovers: Vec<std::sync::Mutex<Vec<Gradients<T>>>> = Vec::new();
+    for (thread, mut part) in parts {
+        outcome.loss += part.loss;
+        outcome.metrics.add(part.metrics);
+        updates.push(std::mem::take(&mut part.updates));
+        if let (Some(t), Some(_)) = (thread, pool) {
+            leftovers.resize_with(leftovers.len().max(t + 1), Default::default);
+            leftovers[t]
+                .get_mut()
+                .expect("not shared yet")
+                .push(part.grads);
+        }
+    }
+    outcome.updates = BufferUpdates::mean_of(updates);
+    if let Some(pool) = pool.filter(|_| !leftovers.is_empty()) {
+        pool.broadcast(|ctx| {
+            if let Some(mine) = leftovers.get(ctx.index()) {
+                drop(std::mem::take(
+                    &mut *mine.lock().expect("no panic holds it"),
+                ));
+            }
+        });
+    }
+    Ok(outcome)
 }
 
 /// What is not finite in a step's loss or gradients, if anything.
