@@ -1,14 +1,19 @@
 //! The MNIST example over MPI (`--features mpi`, run under `mpirun -n 2`): two ranks of one
 //! worker each give the same weights, bit for bit, as one process with two workers (an MLP
-//! with dropout, and a CNN with BatchNorm), the accuracy of one worker, and a failing rank
-//! ends the job. Without `mpirun` (MPICH: apt-get install mpich libmpich-dev) they skip,
-//! saying so.
+//! with dropout, and a CNN with BatchNorm), the accuracy of one worker; a failing rank ends
+//! the job; an interrupted job resumes bit-identically (`mpi_resume`). Without `mpirun`
+//! (MPICH: apt-get install mpich libmpich-dev) they skip, saying so.
 #![cfg(feature = "mpi")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn example() -> PathBuf {
+    built("mnist")
+}
+
+/// Builds the example `name` with the `mpi` feature; its path.
+fn built(name: &str) -> PathBuf {
     let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     build.args([
         "build",
@@ -18,7 +23,7 @@ fn example() -> PathBuf {
         "--features",
         "mpi",
         "--example",
-        "mnist",
+        name,
     ]);
     if !cfg!(debug_assertions) {
         build.arg("--release");
@@ -27,7 +32,7 @@ fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
     dir.join("examples")
-        .join(format!("mnist{}", std::env::consts::EXE_SUFFIX))
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 fn have_mpirun() -> bool {
@@ -149,4 +154,28 @@ fn an_error_on_a_rank_ends_the_whole_job() {
     );
     assert!(!out.exists(), "no weights are written");
     assert!(start.elapsed().as_secs() < 120, "the job ended");
+}
+
+#[test]
+fn an_interrupted_job_resumes_bit_identically() {
+    if !have_mpirun() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new("mpirun")
+        .args(["-n", "2"])
+        .arg(built("mpi_resume"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("2 ranks: resumed run bit-identical to the uninterrupted one: true"),
+        "{stdout}"
+    );
 }

@@ -116,6 +116,21 @@ impl Mpi {
         self.world.abort(code)
     }
 
+    /// Waits until every rank has called it (`MPI_Barrier`): after rank 0 has written a
+    /// file, say, before the others read it.
+    ///
+    /// ```no_run
+    /// let mpi = gradus::distributed::Mpi::init().unwrap();
+    /// if mpi.rank() == 0 {
+    ///     std::fs::write("shared.txt", "hello").unwrap();
+    /// }
+    /// mpi.barrier();
+    /// assert_eq!(std::fs::read_to_string("shared.txt").unwrap(), "hello");
+    /// ```
+    pub fn barrier(&self) {
+        self.world.barrier();
+    }
+
     /// Sums `values` across ranks, in place.
     fn sum_f64(&self, values: &mut [f64]) {
         let send = values.to_vec();
