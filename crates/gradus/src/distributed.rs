@@ -72,9 +72,13 @@ impl Mpi {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
+            // After MPI_Finalize (the `Mpi` dropped) there is no job left to end.
+            if mpi::environment::is_finalized() {
+                return;
+            }
             eprintln!("gradus: a rank panicked; aborting the MPI job");
-            // SAFETY: MPI is initialised (the hook is installed after it) and MPI_Abort
-            // takes any communicator; it does not return.
+            // SAFETY: MPI is initialised (the hook is installed after it) and not finalised
+            // (checked above); MPI_Abort takes any communicator and does not return.
             unsafe {
                 mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101);
             }
