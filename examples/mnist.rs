@@ -263,7 +263,43 @@ fn build_model(
         .map_err(|e| e.to_string())
 }
 
+/// The MPI job this process is a rank of (`--features mpi`), or nothing.
+#[cfg(feature = "mpi")]
+type Job = std::sync::Arc<gradus::distributed::Mpi>;
+#[cfg(not(feature = "mpi"))]
+type Job = ();
+
+#[cfg(feature = "mpi")]
 fn main() -> ExitCode {
+    let Some(mpi) = gradus::distributed::Mpi::init() else {
+        return usage_error("MPI could not be initialised");
+    };
+    let mpi = std::sync::Arc::new(mpi);
+    let code = run(mpi.clone());
+    if code != ExitCode::SUCCESS && mpi.size() > 1 {
+        // The other ranks may be waiting for this one in a collective call: end the job.
+        mpi.abort("this rank failed (see above); ending the job", 1);
+    }
+    code
+}
+
+#[cfg(not(feature = "mpi"))]
+fn main() -> ExitCode {
+    run(())
+}
+
+/// `(rank, ranks)` of this process.
+#[cfg(feature = "mpi")]
+fn rank_of(job: &Job) -> (usize, usize) {
+    (job.rank(), job.size())
+}
+
+#[cfg(not(feature = "mpi"))]
+fn rank_of(_: &Job) -> (usize, usize) {
+    (0, 1)
+}
+
+fn run(job: Job) -> ExitCode {
     let mut args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
@@ -284,15 +320,7 @@ fn main() -> ExitCode {
     };
     // Under `mpirun` (built with `--features mpi`), one rank of a job: only rank 0 reports
     // and writes files.
-    #[cfg(feature = "mpi")]
-    let mpi = match gradus::distributed::Mpi::init() {
-        Some(mpi) => std::sync::Arc::new(mpi),
-        None => return usage_error("MPI could not be initialised"),
-    };
-    #[cfg(feature = "mpi")]
-    let (rank, ranks) = (mpi.rank(), mpi.size());
-    #[cfg(not(feature = "mpi"))]
-    let (rank, ranks) = (0usize, 1usize);
+    let (rank, ranks) = rank_of(&job);
     if rank != 0 {
         if args.eval.is_some() {
             return ExitCode::SUCCESS; // rank 0 evaluates
@@ -485,7 +513,7 @@ fn main() -> ExitCode {
     let mut trainer = Trainer::new(config, args.optimizer.build(lr));
     #[cfg(feature = "mpi")]
     if ranks > 1 {
-        trainer = trainer.distributed(mpi.clone());
+        trainer = trainer.distributed(job.clone());
     }
     let started = Instant::now();
     let history = match trainer.fit(&model, &mut params, &mnist.train, Some(&mnist.test)) {

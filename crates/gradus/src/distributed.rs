@@ -116,7 +116,12 @@ impl Mpi {
     /// mpi.abort("the data are missing on this rank", 2);
     /// ```
     pub fn abort(&self, message: impl std::fmt::Display, code: i32) -> ! {
+        use std::io::Write;
         eprintln!("error (rank {}): {message}", self.rank());
+        let _ = std::io::stderr().flush();
+        // mpirun forwards each rank's output asynchronously, and MPI_Abort ends every rank at
+        // once: give it a moment to pass this rank's last lines on first.
+        std::thread::sleep(std::time::Duration::from_secs(1));
         self.world.abort(code)
     }
 
