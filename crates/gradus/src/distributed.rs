@@ -140,11 +140,11 @@ impl Mpi {
         self.world.barrier();
     }
 
-    /// Sums `values` across ranks, in place.
-    fn sum_f64(&self, values: &mut [f64]) {
-        let send = values.to_vec();
+    /// Sums a step's few scalars across ranks, in place (the copy sent stays on the stack).
+    fn sum_f64<const N: usize>(&self, values: &mut [f64; N]) {
+        let send = *values;
         self.world
-            .all_reduce_into(&send[..], values, SystemOperation::sum());
+            .all_reduce_into(&send[..], &mut values[..], SystemOperation::sum());
     }
 
     /// Sums a flat buffer of `T` across ranks into `recv`.

@@ -227,25 +227,4 @@ impl<T: Float> Adam<T> {
     }
 }
 
-// The f32 and f64 steps, compiled here (see `gradus_autograd::mono`).
-impl Adam<f32> {
-    #[inline(never)]
-    fn step_f32(
-        &mut self,
-        params: &mut ParamStore<f32>,
-        grads: &Gradients<f32>,
-    ) -> Result<(), OptimError> {
-        self.step_generic(params, grads)
-    }
-}
-
-impl Adam<f64> {
-    #[inline(never)]
-    fn step_f64(
-        &mut self,
-        params: &mut ParamStore<f64>,
-        grads: &Gradients<f64>,
-    ) -> Result<(), OptimError> {
-        self.step_generic(params, grads)
-    }
-}
+crate::core::concrete_steps!(Adam);

@@ -347,3 +347,33 @@ macro_rules! shared_builders {
     };
 }
 pub(crate) use shared_builders;
+
+/// The `f32` and `f64` forms of an optimizer's `step_generic`, compiled in this crate so that
+/// a caller's crate at opt-level 0 still runs the optimised update (see
+/// `gradus_autograd::mono`); the trait's `step` routes to them with `monomorphic!`.
+macro_rules! concrete_steps {
+    ($opt:ident) => {
+        impl $opt<f32> {
+            #[inline(never)]
+            fn step_f32(
+                &mut self,
+                params: &mut ParamStore<f32>,
+                grads: &Gradients<f32>,
+            ) -> Result<(), OptimError> {
+                self.step_generic(params, grads)
+            }
+        }
+
+        impl $opt<f64> {
+            #[inline(never)]
+            fn step_f64(
+                &mut self,
+                params: &mut ParamStore<f64>,
+                grads: &Gradients<f64>,
+            ) -> Result<(), OptimError> {
+                self.step_generic(params, grads)
+            }
+        }
+    };
+}
+pub(crate) use concrete_steps;

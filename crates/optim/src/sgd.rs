@@ -248,25 +248,4 @@ impl<T: Float> Sgd<T> {
     }
 }
 
-// The f32 and f64 steps, compiled here (see `gradus_autograd::mono`).
-impl Sgd<f32> {
-    #[inline(never)]
-    fn step_f32(
-        &mut self,
-        params: &mut ParamStore<f32>,
-        grads: &Gradients<f32>,
-    ) -> Result<(), OptimError> {
-        self.step_generic(params, grads)
-    }
-}
-
-impl Sgd<f64> {
-    #[inline(never)]
-    fn step_f64(
-        &mut self,
-        params: &mut ParamStore<f64>,
-        grads: &Gradients<f64>,
-    ) -> Result<(), OptimError> {
-        self.step_generic(params, grads)
-    }
-}
+crate::core::concrete_steps!(Sgd);
