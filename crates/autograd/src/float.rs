@@ -109,6 +109,45 @@ fn all_finite_generic<T: Float>(values: &[T]) -> bool {
     acc.iter().chain(rest).all(|v| v.is_finite())
 }
 
+/// `acc[i] += x[i]` for every `i`: how the gradients of data-parallel shards are summed,
+/// compiled here for `f32` and `f64` (so at gradus's optimisation level, whatever the
+/// caller's). Panics if the lengths differ.
+///
+/// ```
+/// use gradus_autograd::add_to;
+/// let mut acc = [1.0f32, 2.0];
+/// add_to(&mut acc, &[0.5, -2.0]);
+/// assert_eq!(acc, [1.5, 0.0]);
+/// ```
+pub fn add_to<T: Float>(acc: &mut [T], x: &[T]) {
+    assert_eq!(
+        acc.len(),
+        x.len(),
+        "add_to: {} elements against {}",
+        acc.len(),
+        x.len()
+    );
+    crate::monomorphic!(T; f32 => add_to_f32, f64 => add_to_f64; acc, x);
+    add_to_generic(acc, x)
+}
+
+#[inline(never)]
+fn add_to_f32(acc: &mut [f32], x: &[f32]) {
+    add_to_generic(acc, x)
+}
+
+#[inline(never)]
+fn add_to_f64(acc: &mut [f64], x: &[f64]) {
+    add_to_generic(acc, x)
+}
+
+#[inline(always)]
+fn add_to_generic<T: Float>(acc: &mut [T], x: &[T]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += v;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::all_finite;

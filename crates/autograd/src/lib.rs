@@ -50,7 +50,7 @@ mod pool;
 mod tape;
 mod value_and_grad;
 
-pub use float::{Float, all_finite};
+pub use float::{Float, add_to, all_finite};
 pub use gradcheck::{
     GradcheckError, GradcheckOptions, gradcheck, gradcheck_params, gradcheck_with,
 };

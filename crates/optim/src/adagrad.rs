@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use gradus_autograd::{Float, Gradients, ParamStore};
 
 use crate::core::{array, elements, for_each_param, lr_and_state_methods};
+use crate::parallel::split_mut;
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// Adagrad:
@@ -121,11 +122,13 @@ impl<T: Float> Adagrad<T> {
                 };
                 *step += 1;
                 let clr = T::of(lr / (1.0 + (*step - 1) as f64 * lr_decay));
-                for ((p, &g), s) in p.iter_mut().zip(g).zip(elements(sum)) {
-                    let d = g + wd * *p;
-                    *s += d * d;
-                    *p -= clr * d / (s.sqrt() + eps);
-                }
+                split_mut(p.len(), [p, elements(sum)], |[p, s], r| {
+                    for ((p, &g), s) in p.iter_mut().zip(&g[r]).zip(s) {
+                        let d = g + wd * *p;
+                        *s += d * d;
+                        *p -= clr * d / (s.sqrt() + eps);
+                    }
+                });
             },
         )
     }

@@ -7,6 +7,7 @@ use gradus_autograd::{Float, Gradients, ParamStore};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{array, elements, for_each_param, lr_and_state_methods};
+use crate::parallel::split_mut;
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// How weight decay enters the update.
@@ -205,15 +206,16 @@ impl<T: Float> Adam<T> {
                     *m += one_minus_b1 * (d - *m); // torch's lerp
                     *v = b2t * *v + one_minus_b2 * d * d;
                 };
-                // One loop per variant, so that each vectorizes.
-                match max_exp_avg_sq.as_mut().map(elements) {
-                    None => {
+                let vmax = max_exp_avg_sq.as_mut().map_or(&mut [][..], elements);
+                split_mut(p.len(), [p, m, v, vmax], |[p, m, v, vmax], r| {
+                    let g = &g[r];
+                    // One loop per variant, so that each vectorizes.
+                    if vmax.is_empty() {
                         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
                             moments(p, g, m, v);
                             *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
                         }
-                    }
-                    Some(vmax) => {
+                    } else {
                         for ((((p, &g), m), v), vmax) in p.iter_mut().zip(g).zip(m).zip(v).zip(vmax)
                         {
                             moments(p, g, m, v);
@@ -221,7 +223,7 @@ impl<T: Float> Adam<T> {
                             *p -= step_size * *m / (vmax.sqrt() / bc2_sqrt + eps);
                         }
                     }
-                }
+                });
             },
         )
     }

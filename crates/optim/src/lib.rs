@@ -26,6 +26,7 @@ mod adagrad;
 mod adam;
 mod clip;
 mod core;
+mod parallel;
 mod rmsprop;
 mod schedule;
 mod sgd;
@@ -36,6 +37,7 @@ pub use clip::{GradClip, NonFiniteNorm, clip_grad_norm, clip_grad_value, grad_no
 pub use core::{
     MissingGrad, OptimError, Optimizer, OptimizerState, ParamState, check_state, for_each_param,
 };
+pub use parallel::{Parallel, split_mut, with_parallel};
 pub use rmsprop::RmsProp;
 pub use schedule::{Anneal, MomentumCycle, Schedule};
 pub use sgd::{Momentum, Sgd};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use gradus_autograd::{Float, Gradients, ParamStore};
 
 use crate::core::{array, elements, for_each_param, lr_and_state_methods};
+use crate::parallel::split_mut;
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// RMSprop: `v = alpha v + (1 - alpha) d^2`; `p -= lr * d / (sqrt(v) + eps)`, where
@@ -152,26 +153,28 @@ impl<T: Float> RmsProp<T> {
                 };
                 *step += 1;
                 let v = elements(square_avg);
-                let mut m = grad_avg.as_mut().map(elements);
-                let mut b = momentum_buffer.as_mut().map(elements);
-                for i in 0..p.len() {
-                    let d = g[i] + wd * p[i];
-                    v[i] = alpha * v[i] + one_minus_alpha * d * d;
-                    let den = match m.as_deref_mut() {
-                        Some(m) => {
+                let m = grad_avg.as_mut().map_or(&mut [][..], elements);
+                let b = momentum_buffer.as_mut().map_or(&mut [][..], elements);
+                split_mut(p.len(), [p, v, m, b], |[p, v, m, b], r| {
+                    let g = &g[r];
+                    let (centered, momentum) = (!m.is_empty(), !b.is_empty());
+                    for i in 0..p.len() {
+                        let d = g[i] + wd * p[i];
+                        v[i] = alpha * v[i] + one_minus_alpha * d * d;
+                        let den = if centered {
                             m[i] += one_minus_alpha * (d - m[i]); // torch's lerp
                             (v[i] - m[i] * m[i]).sqrt() + eps
-                        }
-                        None => v[i].sqrt() + eps,
-                    };
-                    match b.as_deref_mut() {
-                        Some(b) => {
+                        } else {
+                            v[i].sqrt() + eps
+                        };
+                        if momentum {
                             b[i] = mu * b[i] + d / den;
                             p[i] -= lr * b[i];
+                        } else {
+                            p[i] -= lr * d / den;
                         }
-                        None => p[i] -= lr * d / den,
                     }
-                }
+                });
             },
         )
     }

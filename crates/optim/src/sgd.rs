@@ -10,6 +10,7 @@ use gradus_autograd::{Float, Gradients, ParamStore};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{array, elements, for_each_param, lr_and_state_methods};
+use crate::parallel::split_mut;
 use crate::{MissingGrad, OptimError, Optimizer, OptimizerState, ParamState};
 
 /// The momentum variants of SGD.
@@ -204,9 +205,11 @@ impl<T: Float> Sgd<T> {
             &mut self.state,
             |p, g, shape, slot| {
                 let Some(mu) = mu else {
-                    for (p, &g) in p.iter_mut().zip(g) {
-                        *p -= lr * (g + wd * *p);
-                    }
+                    split_mut(p.len(), [p], |[p], r| {
+                        for (p, &g) in p.iter_mut().zip(&g[r]) {
+                            *p -= lr * (g + wd * *p);
+                        }
+                    });
                     return;
                 };
                 match slot {
@@ -216,19 +219,22 @@ impl<T: Float> Sgd<T> {
                         // b = mu b + (1 - dampening) d; step along d + mu b (Nesterov) or b.
                         let keep = T::one() - damp;
                         let b = elements(buf);
-                        // Two loops rather than a branch inside one, so each vectorizes.
-                        if nesterov {
-                            for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
-                                let d = g + wd * *p;
-                                *b = mu * *b + keep * d;
-                                *p -= lr * (d + mu * *b);
+                        split_mut(p.len(), [p, b], |[p, b], r| {
+                            let g = &g[r];
+                            // Two loops rather than a branch inside one, so each vectorizes.
+                            if nesterov {
+                                for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+                                    let d = g + wd * *p;
+                                    *b = mu * *b + keep * d;
+                                    *p -= lr * (d + mu * *b);
+                                }
+                            } else {
+                                for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+                                    *b = mu * *b + keep * (g + wd * *p);
+                                    *p -= lr * *b;
+                                }
                             }
-                        } else {
-                            for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
-                                *b = mu * *b + keep * (g + wd * *p);
-                                *p -= lr * *b;
-                            }
-                        }
+                        });
                     }
                     _ => {
                         // First step: the buffer is the gradient itself, undampened.

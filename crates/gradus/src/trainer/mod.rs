@@ -11,6 +11,7 @@ mod objective;
 mod progress;
 mod resume;
 mod step;
+mod workers;
 
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -64,7 +65,7 @@ pub struct Trainer<T: Float = f32> {
     callbacks: Vec<Box<dyn Callback<T>>>,
     state: TrainingState<T>,
     /// The data-parallel workers' threads, made once (for `config.workers > 1`).
-    workers: Option<(usize, rayon::ThreadPool)>,
+    workers: Option<workers::WorkerThreads>,
     /// Whether a `fit` of this trainer has run (a resume clears it).
     fitted: bool,
     /// The MPI job this trainer is one rank of, and its reduction buffers.
@@ -459,21 +460,17 @@ impl<T: Float> Trainer<T> {
         let (mut loss_sum, mut seen, mut skipped) = (0.0, 0usize, 0usize);
         let mut sums = MetricSums::default();
         let workers = self.config.workers;
-        if workers > 1 && self.workers.as_ref().is_none_or(|(n, _)| *n != workers) {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(workers)
-                .thread_name(|i| format!("gradus-worker-{i}"))
-                .build()
-                .map_err(|e| TrainError::Config {
-                    field: "workers",
-                    expected: "a number of threads the OS can start".into(),
-                    found: format!("{workers} ({e})"),
-                })?;
-            self.workers = Some((workers, pool));
+        if workers > 1 && self.workers.as_ref().is_none_or(|t| t.len() != workers) {
+            let threads = workers::WorkerThreads::new(workers).map_err(|e| TrainError::Config {
+                field: "workers",
+                expected: "a number of threads the OS can start".into(),
+                found: format!("{workers} ({e})"),
+            })?;
+            self.workers = Some(threads);
         }
         let (rank, ranks) = self.rank();
         for (b, indices) in batches.enumerate() {
-            let pool = self.workers.as_ref().map(|(_, pool)| pool);
+            let threads = self.workers.as_ref();
             let outcome = match (ranks, workers) {
                 (1, 1) => step::forward_backward(
                     model,
@@ -499,7 +496,7 @@ impl<T: Float> Trainer<T> {
                         &*self.objective,
                         (self.config.seed, self.state.step),
                         shards,
-                        pool,
+                        threads,
                         self.config.detect_anomaly,
                     )
                 }
@@ -517,7 +514,7 @@ impl<T: Float> Trainer<T> {
                         local: workers,
                         total: ranks * workers,
                     },
-                    pool,
+                    threads,
                     self.config.detect_anomaly,
                 ),
             }
@@ -558,7 +555,12 @@ impl<T: Float> Trainer<T> {
                 clip.apply(&mut grads)?;
             }
             last_lr = self.optimizer.lr();
-            self.optimizer.step(params, &grads)?;
+            match &self.workers {
+                Some(threads) if workers > 1 => {
+                    gradus_optim::with_parallel(threads, || self.optimizer.step(params, &grads))?
+                }
+                _ => self.optimizer.step(params, &grads)?,
+            }
             drop(grads);
             updates.apply(params);
             self.state.step += 1;

@@ -1,13 +1,17 @@
 //! One training step's forward and backward: the seam where a data-parallel trainer splits a
 //! batch. Everything here is a function of the model, the parameters, the batch and the RNG.
 
-use gradus_autograd::{Anomaly, Float, Gradients, ParamStore, all_finite, value_and_grad_with_aux};
+use gradus_autograd::{
+    Anomaly, Float, Gradients, ParamStore, add_to, all_finite, value_and_grad_with_aux,
+};
 use gradus_layers::{BufferUpdates, ForwardCtx, Module};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
+use smallvec::SmallVec;
+use std::sync::Mutex;
 
 use super::objective::{MetricSums, Objective};
+use super::workers::WorkerThreads;
 use crate::data::{Batch, Dataset};
 
 /// What forward and backward of one batch produce.
@@ -68,8 +72,8 @@ pub(crate) struct Workers {
 }
 
 /// Data-parallel forward and backward: the batch `indices` split into one shard per worker
-/// of the job, this process running its `workers` (on the threads of `pool`, when there is
-/// more than one), each with its own tape, storage cache and dropout stream (seeded from the
+/// of the job, this process running its `workers` (worker 0 on this thread, the others on
+/// `threads`), each with its own tape, storage cache and dropout stream (seeded from the
 /// training seed, the step and the worker's index in the job, so the shuffling stream is the
 /// one a single worker uses); each shard's gradients weighted by its share of the batch and
 /// summed in worker order, so that summed over the job they are the whole batch's mean, the
@@ -83,7 +87,7 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
     objective: &(dyn Objective<T> + Send + Sync),
     (seed, step): (u64, u64),
     workers: Workers,
-    pool: Option<&rayon::ThreadPool>,
+    threads: Option<&WorkerThreads>,
     detect_anomaly: bool,
 ) -> Result<StepOutcome<T>, Anomaly> {
     let n = indices.len();
@@ -107,53 +111,98 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
         let share = rows.len() as f64 / n as f64;
         part.grads.scale(T::of(share));
         part.loss *= share;
-        Ok((rayon::current_thread_index(), part))
+        Ok(part)
     };
-    type Part<T> = Result<(Option<usize>, StepOutcome<T>), Anomaly>;
-    let parts: Vec<Part<T>> = match pool {
-        Some(pool) if local > 1 => pool.install(|| (0..local).into_par_iter().map(run).collect()),
-        _ => (0..local).map(run).collect(),
+    type Slot<T> = Mutex<Option<Result<StepOutcome<T>, Anomaly>>>;
+    let threads = threads.filter(|t| local > 1 && t.len() >= local);
+    let parts: Vec<Result<StepOutcome<T>, Anomaly>> = match threads {
+        Some(threads) => {
+            let slots: SmallVec<[Slot<T>; 4]> = (0..local).map(|_| Mutex::new(None)).collect();
+            threads.run(&|i| {
+                if let Some(slot) = slots.get(i) {
+                    *slot.lock().expect("each slot has one writer") = Some(run(i));
+                }
+            });
+            slots
+                .into_iter()
+                .map(|s| {
+                    s.into_inner()
+                        .expect("no panic held it")
+                        .expect("every worker ran")
+                })
+                .collect()
+        }
+        None => (0..local).map(run).collect(),
     };
-    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
-    if let [(_, _)] = parts[..] {
-        let (_, only) = parts.into_iter().next().expect("one part");
-        return Ok(only);
+    let mut parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // The sum in worker order into worker 0's gradients, which this thread made: `(g0 + g1)
+    // + g2 ...`. Each other worker's buffers then go back to the thread that made them,
+    // whose storage cache the next step takes them from (dropped here, they would pile up
+    // in this thread's cache while the workers allocated afresh).
+    let mut rest = parts.split_off(1);
+    let mut outcome = parts.pop().expect("at least one worker");
+    let mut updates = Vec::with_capacity(local);
+    updates.push(std::mem::take(&mut outcome.updates));
+    match threads {
+        Some(threads) => {
+            gradus_optim::with_parallel(threads, || sum_into(&mut outcome.grads, &rest));
+        }
+        None => sum_into(&mut outcome.grads, &rest),
     }
-    // The sum on this thread's storage, in worker order; each worker's own buffers then go
-    // back to the thread that made them, whose pool the next step takes them from (dropped
-    // here, they would pile up in this thread's pool while the workers allocated afresh).
-    let grads = Gradients::sum_of(&parts.iter().map(|(_, p)| &p.grads).collect::<Vec<_>>());
-    let mut outcome = StepOutcome {
-        loss: 0.0,
-        grads,
-        metrics: MetricSums::default(),
-        updates: BufferUpdates::default(),
-    };
-    let mut updates = Vec::with_capacity(parts.len());
-    let mut leftovers: Vec<std::sync::Mutex<Vec<Gradients<T>>>> = Vec::new();
-    for (thread, mut part) in parts {
+    for part in &mut rest {
         outcome.loss += part.loss;
         outcome.metrics.add(part.metrics);
         updates.push(std::mem::take(&mut part.updates));
-        if let (Some(t), Some(_)) = (thread, pool) {
-            leftovers.resize_with(leftovers.len().max(t + 1), Default::default);
-            leftovers[t]
-                .get_mut()
-                .expect("not shared yet")
-                .push(part.grads);
-        }
     }
-    outcome.updates = BufferUpdates::mean_of(updates);
-    if let Some(pool) = pool.filter(|_| !leftovers.is_empty()) {
-        pool.broadcast(|ctx| {
-            if let Some(mine) = leftovers.get(ctx.index()) {
-                drop(std::mem::take(
-                    &mut *mine.lock().expect("no panic holds it"),
-                ));
+    if updates.len() > 1 {
+        outcome.updates = BufferUpdates::mean_of(updates);
+    } else {
+        outcome.updates = updates.pop().unwrap_or_default();
+    }
+    if let Some(threads) = threads {
+        let leftovers: SmallVec<[Mutex<Option<StepOutcome<T>>>; 4]> =
+            rest.into_iter().map(|p| Mutex::new(Some(p))).collect();
+        threads.run(&|i| {
+            if let Some(mine) = i.checked_sub(1).and_then(|j| leftovers.get(j)) {
+                drop(mine.lock().expect("one owner").take());
             }
         });
     }
     Ok(outcome)
+}
+
+/// Adds the other workers' gradients into worker 0's, in worker order; when every worker has
+/// the same parameters' gradients (the usual case) each array is split over the threads
+/// lent by `gradus_optim::with_parallel` (the sum of each element is the same).
+fn sum_into<T: Float>(acc: &mut Gradients<T>, rest: &[StepOutcome<T>]) {
+    let count = acc.iter().count();
+    let aligned = acc.iter().all(|(_, g)| g.is_standard_layout())
+        && rest.iter().all(|p| {
+            p.grads.iter().count() == count
+                && acc.iter().all(|(id, g)| {
+                    p.grads
+                        .get(id)
+                        .is_some_and(|h| h.shape() == g.shape() && h.is_standard_layout())
+                })
+        });
+    if !aligned {
+        for part in rest {
+            acc.accumulate(&part.grads);
+        }
+        return;
+    }
+    for (id, a) in acc.iter_mut() {
+        let others: SmallVec<[&[T]; 4]> = rest
+            .iter()
+            .filter_map(|p| p.grads.get(id).and_then(|g| g.as_slice()))
+            .collect();
+        let a = a.as_slice_mut().expect("standard layout, checked above");
+        gradus_optim::split_mut(a.len(), [a], |[a], r| {
+            for o in &others {
+                add_to(a, &o[r.clone()]);
+            }
+        });
+    }
 }
 
 /// What is not finite in a step's loss or gradients, if anything.
