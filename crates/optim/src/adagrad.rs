@@ -123,14 +123,21 @@ impl<T: Float> Adagrad<T> {
                 *step += 1;
                 let clr = T::of(lr / (1.0 + (*step - 1) as f64 * lr_decay));
                 split_mut(p.len(), [p, elements(sum)], |[p, s], r| {
-                    for ((p, &g), s) in p.iter_mut().zip(&g[r]).zip(s) {
-                        let d = g + wd * *p;
-                        *s += d * d;
-                        *p -= clr * d / (s.sqrt() + eps);
-                    }
+                    update((clr, wd, eps), p, &g[r], s)
                 });
             },
         )
+    }
+}
+
+/// The update of a range of elements. Slices as separate arguments: the compiler then knows
+/// they do not overlap and vectorizes.
+#[inline(always)]
+fn update<T: Float>((clr, wd, eps): (T, T, T), p: &mut [T], g: &[T], s: &mut [T]) {
+    for ((p, &g), s) in p.iter_mut().zip(g).zip(s) {
+        let d = g + wd * *p;
+        *s += d * d;
+        *p -= clr * d / (s.sqrt() + eps);
     }
 }
 

@@ -200,32 +200,72 @@ impl<T: Float> Adam<T> {
                 let step_size = T::of(lr / (1.0 - b1.powi(t)));
                 let bc2_sqrt = T::of((1.0 - b2.powi(t)).sqrt());
                 let (m, v) = (elements(exp_avg), elements(exp_avg_sq));
-                let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| {
-                    *p *= decay;
-                    let d = g + l2 * *p;
-                    *m += one_minus_b1 * (d - *m); // torch's lerp
-                    *v = b2t * *v + one_minus_b2 * d * d;
-                };
                 let vmax = max_exp_avg_sq.as_mut().map_or(&mut [][..], elements);
+                let k = Scalars {
+                    decay,
+                    l2,
+                    one_minus_b1,
+                    b2t,
+                    one_minus_b2,
+                    step_size,
+                    bc2_sqrt,
+                    eps,
+                };
                 split_mut(p.len(), [p, m, v, vmax], |[p, m, v, vmax], r| {
-                    let g = &g[r];
-                    // One loop per variant, so that each vectorizes.
-                    if vmax.is_empty() {
-                        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-                            moments(p, g, m, v);
-                            *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-                        }
-                    } else {
-                        for ((((p, &g), m), v), vmax) in p.iter_mut().zip(g).zip(m).zip(v).zip(vmax)
-                        {
-                            moments(p, g, m, v);
-                            *vmax = vmax.max(*v);
-                            *p -= step_size * *m / (vmax.sqrt() / bc2_sqrt + eps);
-                        }
-                    }
+                    k.update(p, &g[r], m, v, vmax)
                 });
             },
         )
+    }
+}
+
+/// One step's constants.
+#[derive(Clone, Copy)]
+struct Scalars<T> {
+    decay: T,
+    l2: T,
+    one_minus_b1: T,
+    b2t: T,
+    one_minus_b2: T,
+    step_size: T,
+    bc2_sqrt: T,
+    eps: T,
+}
+
+impl<T: Float> Scalars<T> {
+    /// The update of a range of elements (`vmax` empty without AMSGrad). The slices are
+    /// separate arguments so that the compiler knows they do not overlap and vectorizes.
+    #[inline(always)]
+    fn update(self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], vmax: &mut [T]) {
+        let Scalars {
+            decay,
+            l2,
+            one_minus_b1,
+            b2t,
+            one_minus_b2,
+            step_size,
+            bc2_sqrt,
+            eps,
+        } = self;
+        let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| {
+            *p *= decay;
+            let d = g + l2 * *p;
+            *m += one_minus_b1 * (d - *m); // torch's lerp
+            *v = b2t * *v + one_minus_b2 * d * d;
+        };
+        // One loop per variant, so that each vectorizes.
+        if vmax.is_empty() {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                moments(p, g, m, v);
+                *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+            }
+        } else {
+            for ((((p, &g), m), v), vmax) in p.iter_mut().zip(g).zip(m).zip(v).zip(vmax) {
+                moments(p, g, m, v);
+                *vmax = vmax.max(*v);
+                *p -= step_size * *m / (vmax.sqrt() / bc2_sqrt + eps);
+            }
+        }
     }
 }
 

@@ -155,28 +155,42 @@ impl<T: Float> RmsProp<T> {
                 let v = elements(square_avg);
                 let m = grad_avg.as_mut().map_or(&mut [][..], elements);
                 let b = momentum_buffer.as_mut().map_or(&mut [][..], elements);
+                let k = (lr, wd, alpha, one_minus_alpha, eps, mu);
                 split_mut(p.len(), [p, v, m, b], |[p, v, m, b], r| {
-                    let g = &g[r];
-                    let (centered, momentum) = (!m.is_empty(), !b.is_empty());
-                    for i in 0..p.len() {
-                        let d = g[i] + wd * p[i];
-                        v[i] = alpha * v[i] + one_minus_alpha * d * d;
-                        let den = if centered {
-                            m[i] += one_minus_alpha * (d - m[i]); // torch's lerp
-                            (v[i] - m[i] * m[i]).sqrt() + eps
-                        } else {
-                            v[i].sqrt() + eps
-                        };
-                        if momentum {
-                            b[i] = mu * b[i] + d / den;
-                            p[i] -= lr * b[i];
-                        } else {
-                            p[i] -= lr * d / den;
-                        }
-                    }
+                    update(k, p, &g[r], v, m, b)
                 });
             },
         )
+    }
+}
+
+/// The update of a range of elements (`m` empty unless centered, `b` without momentum).
+/// Slices as separate arguments: the compiler then knows they do not overlap.
+#[inline(always)]
+fn update<T: Float>(
+    (lr, wd, alpha, one_minus_alpha, eps, mu): (T, T, T, T, T, T),
+    p: &mut [T],
+    g: &[T],
+    v: &mut [T],
+    m: &mut [T],
+    b: &mut [T],
+) {
+    let (centered, momentum) = (!m.is_empty(), !b.is_empty());
+    for i in 0..p.len() {
+        let d = g[i] + wd * p[i];
+        v[i] = alpha * v[i] + one_minus_alpha * d * d;
+        let den = if centered {
+            m[i] += one_minus_alpha * (d - m[i]); // torch's lerp
+            (v[i] - m[i] * m[i]).sqrt() + eps
+        } else {
+            v[i].sqrt() + eps
+        };
+        if momentum {
+            b[i] = mu * b[i] + d / den;
+            p[i] -= lr * b[i];
+        } else {
+            p[i] -= lr * d / den;
+        }
     }
 }
 

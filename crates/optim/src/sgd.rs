@@ -205,11 +205,7 @@ impl<T: Float> Sgd<T> {
             &mut self.state,
             |p, g, shape, slot| {
                 let Some(mu) = mu else {
-                    split_mut(p.len(), [p], |[p], r| {
-                        for (p, &g) in p.iter_mut().zip(&g[r]) {
-                            *p -= lr * (g + wd * *p);
-                        }
-                    });
+                    split_mut(p.len(), [p], |[p], r| plain(lr, wd, p, &g[r]));
                     return;
                 };
                 match slot {
@@ -219,22 +215,8 @@ impl<T: Float> Sgd<T> {
                         // b = mu b + (1 - dampening) d; step along d + mu b (Nesterov) or b.
                         let keep = T::one() - damp;
                         let b = elements(buf);
-                        split_mut(p.len(), [p, b], |[p, b], r| {
-                            let g = &g[r];
-                            // Two loops rather than a branch inside one, so each vectorizes.
-                            if nesterov {
-                                for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
-                                    let d = g + wd * *p;
-                                    *b = mu * *b + keep * d;
-                                    *p -= lr * (d + mu * *b);
-                                }
-                            } else {
-                                for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
-                                    *b = mu * *b + keep * (g + wd * *p);
-                                    *p -= lr * *b;
-                                }
-                            }
-                        });
+                        let k = (lr, wd, mu, keep, nesterov);
+                        split_mut(p.len(), [p, b], |[p, b], r| with_momentum(k, p, &g[r], b));
                     }
                     _ => {
                         // First step: the buffer is the gradient itself, undampened.
@@ -251,6 +233,38 @@ impl<T: Float> Sgd<T> {
                 }
             },
         )
+    }
+}
+
+/// `p -= lr * (g + wd p)` over a range of elements. Slices as separate arguments: the
+/// compiler then knows they do not overlap and vectorizes.
+#[inline(always)]
+fn plain<T: Float>(lr: T, wd: T, p: &mut [T], g: &[T]) {
+    for (p, &g) in p.iter_mut().zip(g) {
+        *p -= lr * (g + wd * *p);
+    }
+}
+
+/// `b = mu b + keep d` and the step along `d + mu b` (Nesterov) or `b`, over a range.
+#[inline(always)]
+fn with_momentum<T: Float>(
+    (lr, wd, mu, keep, nesterov): (T, T, T, T, bool),
+    p: &mut [T],
+    g: &[T],
+    b: &mut [T],
+) {
+    // Two loops rather than a branch inside one, so each vectorizes.
+    if nesterov {
+        for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+            let d = g + wd * *p;
+            *b = mu * *b + keep * d;
+            *p -= lr * (d + mu * *b);
+        }
+    } else {
+        for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+            *b = mu * *b + keep * (g + wd * *p);
+            *p -= lr * *b;
+        }
     }
 }
 

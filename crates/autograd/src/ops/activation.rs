@@ -20,6 +20,16 @@ fn shifted<T: Float>(x: &ArrayD<T>, axis: usize) -> ArrayD<T> {
     x - &max
 }
 
+/// `d = 0` where `y <= 0`: a select rather than a conditional store, over two slices passed
+/// as separate arguments (so known not to overlap): vector code. (A `Zip` with a branch was
+/// 5% of a W1 step, and the same loop over slices of one function 2% of a W3 step.)
+#[inline(always)]
+fn relu_mask<T: Float>(ds: &mut [T], ys: &[T]) {
+    for (d, &y) in ds.iter_mut().zip(ys) {
+        *d = if y > T::zero() { *d } else { T::zero() };
+    }
+}
+
 impl<'t, T: Float> Var<'t, T> {
     /// `max(x, 0)`; the gradient at 0 is 0, as in PyTorch.
     ///
@@ -34,14 +44,11 @@ impl<'t, T: Float> Var<'t, T> {
         // Backward masks the incoming gradient in place.
         self.tape.push_op("relu", &[self], value, |g, out, _, _| {
             let mut d = pool::steal(g);
-            // A select rather than a conditional store, over plain slices: vector code (the
-            // `Zip` with a branch was 5% of a W1 step).
-            let mask = |d: &mut T, y: T| *d = if y > T::zero() { *d } else { T::zero() };
             match (d.as_slice_mut(), out.as_slice()) {
-                (Some(ds), Some(ys)) if ds.len() == ys.len() => {
-                    ds.iter_mut().zip(ys).for_each(|(d, &y)| mask(d, y));
-                }
-                _ => Zip::from(&mut d).and(out).for_each(|d, &y| mask(d, y)),
+                (Some(ds), Some(ys)) if ds.len() == ys.len() => relu_mask(ds, ys),
+                _ => Zip::from(&mut d).and(out).for_each(|d, &y| {
+                    *d = if y > T::zero() { *d } else { T::zero() };
+                }),
             }
             smallvec![Some(d)]
         })

@@ -1,12 +1,13 @@
 //! Convolution over NCHW images with PyTorch's functional name and argument meanings:
 //! `conv2d` (stride, padding, dilation, groups); pooling is in `pooling.rs`.
 //!
-//! `conv2d` is im2col plus one GEMM per group over the whole batch; its backward is two more
-//! GEMMs (the weight's gradient against the saved columns, and the columns' gradient, which
-//! col2im adds back into the input's).
+//! `conv2d` is im2col plus one GEMM per group and block of samples (a block's columns stay in
+//! cache); its backward builds each block's columns again and makes two more GEMMs (the
+//! weight's gradient against the columns, accumulated over the blocks, and the columns'
+//! gradient, which col2im adds back into the input's).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayD, ArrayView2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, IxDyn};
 use smallvec::{SmallVec, smallvec};
 
 use crate::{Float, Var, pool};
@@ -136,14 +137,35 @@ impl Geometry {
     }
 }
 
-/// The columns of one group: row `(ci * kh + ki) * kw + kj`, column `ni * P + oy * ow + ox`
-/// holds the input value that kernel element `(ci, ki, kj)` meets at output `(oy, ox)` of
-/// sample `ni` (0 in padding). The storage comes from the pool.
-fn im2col<T: Float>(x: &[T], g: &Geometry, channels: std::ops::Range<usize>) -> Array2<T> {
+/// About how many elements one block of im2col columns holds: with the matrix product's
+/// output and the block's share of the input, a block stays in a core's L2 cache (1 MB
+/// here), so the columns are packed for the GEMM from cache instead of from memory. W3's
+/// second convolution keeps 3 samples per block, its first 21.
+const BLOCK_ELEMENTS: usize = 1 << 17;
+
+/// The samples of one block of columns, for columns of `rows` rows and `p` positions per
+/// sample.
+fn block_samples(rows: usize, p: usize, n: usize) -> usize {
+    (BLOCK_ELEMENTS / (rows * p).max(1)).clamp(1, n.max(1))
+}
+
+/// The columns of one group for `samples`, into `data` (`[rows, samples.len() * P]`): row
+/// `(ci * kh + ki) * kw + kj`, column `j * P + oy * ow + ox` holds the input value that
+/// kernel element `(ci, ki, kj)` meets at output `(oy, ox)` of sample `samples.start + j`
+/// (0 in padding).
+fn im2col<T: Float>(
+    x: &[T],
+    g: &Geometry,
+    channels: std::ops::Range<usize>,
+    samples: std::ops::Range<usize>,
+    data: &mut [T],
+) {
     let p = g.positions();
-    let rows = channels.len() * g.kh * g.kw;
-    let mut cols = pooled_zeros::<T>(rows, g.n * p);
-    let data = cols.as_slice_mut().expect("pooled storage is contiguous");
+    let width = samples.len() * p;
+    if g.padding != Pair(0, 0) {
+        // Without padding every element is written below.
+        data.fill(T::zero());
+    }
     for (ci, c) in channels.enumerate() {
         for ki in 0..g.kh {
             let (y0, y1, iy0) =
@@ -151,10 +173,10 @@ fn im2col<T: Float>(x: &[T], g: &Geometry, channels: std::ops::Range<usize>) -> 
             for kj in 0..g.kw {
                 let (x0, x1, ix0) =
                     Geometry::valid(g.ow, kj, g.stride.1, g.dilation.1, g.padding.1, g.w);
-                let row = ((ci * g.kh + ki) * g.kw + kj) * g.n * p;
-                for ni in 0..g.n {
+                let row = ((ci * g.kh + ki) * g.kw + kj) * width;
+                for (j, ni) in samples.clone().enumerate() {
                     let plane = &x[(ni * g.c + c) * g.h * g.w..][..g.h * g.w];
-                    let out = &mut data[row + ni * p..][..p];
+                    let out = &mut data[row + j * p..][..p];
                     for (oy, iy) in (y0..y1).zip((iy0..).step_by(g.stride.0)) {
                         let line = &plane[iy * g.w..][..g.w];
                         let dst = &mut out[oy * g.ow + x0..oy * g.ow + x1];
@@ -170,18 +192,19 @@ fn im2col<T: Float>(x: &[T], g: &Geometry, channels: std::ops::Range<usize>) -> 
             }
         }
     }
-    cols
 }
 
-/// Adds columns laid out as [`im2col`] makes them back into the input's gradient.
+/// Adds columns laid out as [`im2col`] makes them for `samples` back into the input's
+/// gradient.
 fn col2im<T: Float>(
-    cols: &Array2<T>,
+    data: &[T],
     dx: &mut [T],
     g: &Geometry,
     channels: std::ops::Range<usize>,
+    samples: std::ops::Range<usize>,
 ) {
     let p = g.positions();
-    let data = cols.as_slice().expect("standard layout");
+    let width = samples.len() * p;
     for (ci, c) in channels.enumerate() {
         for ki in 0..g.kh {
             let (y0, y1, iy0) =
@@ -189,10 +212,10 @@ fn col2im<T: Float>(
             for kj in 0..g.kw {
                 let (x0, x1, ix0) =
                     Geometry::valid(g.ow, kj, g.stride.1, g.dilation.1, g.padding.1, g.w);
-                let row = ((ci * g.kh + ki) * g.kw + kj) * g.n * p;
-                for ni in 0..g.n {
+                let row = ((ci * g.kh + ki) * g.kw + kj) * width;
+                for (j, ni) in samples.clone().enumerate() {
                     let plane = &mut dx[(ni * g.c + c) * g.h * g.w..][..g.h * g.w];
-                    let src = &data[row + ni * p..][..p];
+                    let src = &data[row + j * p..][..p];
                     for (oy, iy) in (y0..y1).zip((iy0..).step_by(g.stride.0)) {
                         let line = &mut plane[iy * g.w..][..g.w];
                         let from = &src[oy * g.ow + x0..oy * g.ow + x1];
@@ -212,40 +235,78 @@ fn col2im<T: Float>(
     }
 }
 
-/// An `[r, c]` matrix of zeros on pooled storage.
-fn pooled_zeros<T: Float>(r: usize, c: usize) -> Array2<T> {
-    let mut v = pool::take::<T>(r * c);
-    v.resize(r * c, T::zero());
-    Array2::from_shape_vec((r, c), v).expect("sized above")
+/// Pooled storage of `len` elements whose values are unspecified (about to be overwritten).
+fn scratch_vec<T: Float>(len: usize) -> Vec<T> {
+    let (v, _) = pool::scratch::<T>(&[len]).into_raw_vec_and_offset();
+    v
 }
 
-/// `[og, n * P]` (a GEMM's result for one group) into rows `og0..` of an `[n, o, P]` output.
-fn scatter_group<T: Float>(y: &Array2<T>, out: &mut [T], n: usize, o: usize, og0: usize, p: usize) {
-    for (oi, row) in y.outer_iter().enumerate() {
-        let row = row.as_slice().expect("standard layout");
-        for ni in 0..n {
-            out[(ni * o + og0 + oi) * p..][..p].copy_from_slice(&row[ni * p..][..p]);
-        }
-    }
-}
-
-/// The reverse of [`scatter_group`]: rows `og0..og0 + og` of `[n, o, P]` as `[og, n * P]`.
-fn gather_group<T: Float>(
-    g: &[T],
-    n: usize,
+/// Where one group's rows of an `[n, o, P]` array lie for a block of samples: `og` rows from
+/// channel `og0`, samples from `s0`, against a block `[og, samples * P]`.
+#[derive(Clone, Copy)]
+struct Rows {
     o: usize,
     og0: usize,
     og: usize,
+    s0: usize,
+    samples: usize,
     p: usize,
-) -> Array2<T> {
-    let mut y = pooled_zeros::<T>(og, n * p);
-    for (oi, mut row) in y.outer_iter_mut().enumerate() {
-        let row = row.as_slice_mut().expect("pooled storage is contiguous");
-        for ni in 0..n {
-            row[ni * p..][..p].copy_from_slice(&g[(ni * o + og0 + oi) * p..][..p]);
+}
+
+impl Rows {
+    /// Copies the block into the `[n, o, P]` array.
+    fn scatter<T: Float>(self, block: &[T], out: &mut [T]) {
+        let width = self.samples * self.p;
+        for oi in 0..self.og {
+            for j in 0..self.samples {
+                let at = ((self.s0 + j) * self.o + self.og0 + oi) * self.p;
+                out[at..at + self.p].copy_from_slice(&block[oi * width + j * self.p..][..self.p]);
+            }
         }
     }
-    y
+
+    /// Sample `j`'s `[og, P]` rows of the `[n, o, P]` array (contiguous).
+    fn sample<T: Float>(self, from: &[T], j: usize) -> ArrayView2<'_, T> {
+        let at = ((self.s0 + j) * self.o + self.og0) * self.p;
+        ArrayView2::from_shape((self.og, self.p), &from[at..at + self.og * self.p]).expect("sized")
+    }
+
+    /// The same rows, mutable.
+    fn sample_mut<T: Float>(self, out: &mut [T], j: usize) -> ndarray::ArrayViewMut2<'_, T> {
+        let at = ((self.s0 + j) * self.o + self.og0) * self.p;
+        ArrayViewMut2::from_shape((self.og, self.p), &mut out[at..at + self.og * self.p])
+            .expect("sized")
+    }
+
+    /// Copies the `[n, o, P]` array's rows into the block.
+    fn gather<T: Float>(self, from: &[T], block: &mut [T]) {
+        let width = self.samples * self.p;
+        for oi in 0..self.og {
+            for j in 0..self.samples {
+                let at = ((self.s0 + j) * self.o + self.og0 + oi) * self.p;
+                block[oi * width + j * self.p..][..self.p].copy_from_slice(&from[at..at + self.p]);
+            }
+        }
+    }
+}
+
+/// The sum of `v` in 16 interleaved partial sums, added at the end: vector code, where one
+/// running sum is a chain of dependent additions.
+fn lane_sum<T: Float>(v: &[T]) -> T {
+    const LANES: usize = 16;
+    let mut acc = [T::zero(); LANES];
+    let chunks = v.chunks_exact(LANES);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(T::zero(), |a, b| a + b);
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().copied().fold(rest, |a, b| a + b)
 }
 
 pub(crate) fn contiguous<T: Float>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
@@ -312,20 +373,52 @@ impl<'t, T: Float> Var<'t, T> {
         let xs = contiguous(&x);
         let ws = contiguous(&w);
         let mut out = pool::scratch::<T>(&[g.n, o, g.oh, g.ow]);
-        // One im2col matrix per group, kept for backward (inline for one group: no allocation).
-        let mut saved: SmallVec<[Array2<T>; 1]> = SmallVec::with_capacity(groups);
+        // im2col and one GEMM per block of samples and group; backward builds the columns
+        // again rather than keeping them (memory traffic, not arithmetic, is what they cost).
+        let bs = block_samples(k, p, g.n);
+        // With a kernel smaller than a plane (a first layer: 1 channel, 3x3), one GEMM per
+        // sample writes straight into the output, whose `[o, P]` rows of a sample are
+        // contiguous; repacking the small weight each time costs less than moving the
+        // output. Otherwise one GEMM per block, then a copy into place.
+        let per_sample = k < p;
         {
             let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
-            for gi in 0..groups {
-                let cols = im2col(&xs, &g, gi * cg..(gi + 1) * cg);
-                let wg = ArrayView2::from_shape((og, k), &ws[gi * og * k..][..og * k])
-                    .expect("sizes checked");
-                let mut y = pooled_zeros::<T>(og, g.n * p);
-                general_mat_mul(T::one(), &wg, &cols, T::zero(), &mut y);
-                scatter_group(&y, out_s, g.n, o, gi * og, p);
-                pool::recycle(y.into_dyn());
-                saved.push(cols);
+            let mut cols = scratch_vec::<T>(k * bs * p);
+            let mut y = scratch_vec::<T>(if per_sample { 0 } else { og * bs * p });
+            for s0 in (0..g.n).step_by(bs) {
+                let samples = s0..(s0 + bs).min(g.n);
+                let width = samples.len() * p;
+                for gi in 0..groups {
+                    let cols = &mut cols[..k * width];
+                    im2col(&xs, &g, gi * cg..(gi + 1) * cg, samples.clone(), cols);
+                    let wg = ArrayView2::from_shape((og, k), &ws[gi * og * k..][..og * k])
+                        .expect("sizes checked");
+                    let cols = ArrayView2::from_shape((k, width), &*cols).expect("sized above");
+                    let rows = Rows {
+                        o,
+                        og0: gi * og,
+                        og,
+                        s0,
+                        samples: samples.len(),
+                        p,
+                    };
+                    if per_sample {
+                        for j in 0..samples.len() {
+                            let mut yj = rows.sample_mut(out_s, j);
+                            let cj = cols.slice(ndarray::s![.., j * p..(j + 1) * p]);
+                            general_mat_mul(T::one(), &wg, &cj, T::zero(), &mut yj);
+                        }
+                    } else {
+                        let y = &mut y[..og * width];
+                        let mut yv =
+                            ArrayViewMut2::from_shape((og, width), &mut *y).expect("sized");
+                        general_mat_mul(T::one(), &wg, &cols, T::zero(), &mut yv);
+                        rows.scatter(y, out_s);
+                    }
+                }
             }
+            pool::recycle_vec(cols);
+            pool::recycle_vec(y);
         }
         if let Some(b) = bias {
             let b = b.value();
@@ -340,33 +433,81 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape
             .push_op("conv2d", &operands, out, move |grad, _, inputs, needs| {
                 let gs = contiguous(grad);
-                let w = inputs[1];
+                let (x, w) = (inputs[0], inputs[1]);
+                let xs = contiguous(x);
                 let ws = contiguous(w);
                 let mut dx = needs[0].then(|| pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero()));
-                let mut dw = needs[1].then(|| pooled_zeros::<T>(o, k));
-                for (gi, cols) in saved.iter().enumerate() {
-                    let gy = gather_group(&gs, g.n, o, gi * og, og, p);
-                    if let Some(dw) = &mut dw {
-                        let mut rows = dw.slice_mut(ndarray::s![gi * og..(gi + 1) * og, ..]);
-                        general_mat_mul(T::one(), &gy, &cols.t(), T::zero(), &mut rows);
-                    }
-                    if let Some(dx) = &mut dx {
+                let mut dw = needs[1].then(|| {
+                    let v = pool::full::<T>(&[o * k], T::zero())
+                        .into_raw_vec_and_offset()
+                        .0;
+                    Array2::from_shape_vec((o, k), v).expect("sized")
+                });
+                let mut gy = scratch_vec::<T>(if per_sample { 0 } else { og * bs * p });
+                let mut cols = scratch_vec::<T>(if needs[1] { k * bs * p } else { 0 });
+                let mut dcols = scratch_vec::<T>(if needs[0] { k * bs * p } else { 0 });
+                for s0 in (0..g.n).step_by(bs) {
+                    let samples = s0..(s0 + bs).min(g.n);
+                    let width = samples.len() * p;
+                    for gi in 0..groups {
+                        let rows = Rows {
+                            o,
+                            og0: gi * og,
+                            og,
+                            s0,
+                            samples: samples.len(),
+                            p,
+                        };
+                        let channels = gi * cg..(gi + 1) * cg;
+                        // Widths of the blocks in use (0 for a gradient not asked for).
+                        let (cw, dxw) = (
+                            if needs[1] { width } else { 0 },
+                            if needs[0] { width } else { 0 },
+                        );
+                        if needs[1] {
+                            let cols = &mut cols[..k * width];
+                            im2col(&xs, &g, channels.clone(), samples.clone(), cols);
+                        }
+                        let cols = ArrayView2::from_shape((k, cw), &cols[..k * cw]).expect("sized");
                         let wg = ArrayView2::from_shape((og, k), &ws[gi * og * k..][..og * k])
                             .expect("sizes checked");
-                        let mut dcols = pooled_zeros::<T>(k, g.n * p);
-                        general_mat_mul(T::one(), &wg.t(), &gy, T::zero(), &mut dcols);
-                        col2im(
-                            &dcols,
-                            dx.as_slice_mut().expect("pooled storage is contiguous"),
-                            &g,
-                            gi * cg..(gi + 1) * cg,
-                        );
-                        pool::recycle(dcols.into_dyn());
+                        let mut dv = ArrayViewMut2::from_shape((k, dxw), &mut dcols[..k * dxw])
+                            .expect("sized");
+                        let og_rows = ndarray::s![gi * og..(gi + 1) * og, ..];
+                        if per_sample {
+                            // The output gradient's rows of one sample are contiguous: no copy.
+                            for j in 0..samples.len() {
+                                let gyj = rows.sample(&gs, j);
+                                if let Some(dw) = &mut dw {
+                                    let cj = cols.slice(ndarray::s![.., j * p..(j + 1) * p]);
+                                    let mut dwg = dw.slice_mut(og_rows);
+                                    general_mat_mul(T::one(), &gyj, &cj.t(), T::one(), &mut dwg);
+                                }
+                                if needs[0] {
+                                    let mut dj = dv.slice_mut(ndarray::s![.., j * p..(j + 1) * p]);
+                                    general_mat_mul(T::one(), &wg.t(), &gyj, T::zero(), &mut dj);
+                                }
+                            }
+                        } else {
+                            let gy = &mut gy[..og * width];
+                            rows.gather(&gs, gy);
+                            let gyv = ArrayView2::from_shape((og, width), &*gy).expect("sized");
+                            if let Some(dw) = &mut dw {
+                                let mut dwg = dw.slice_mut(og_rows);
+                                general_mat_mul(T::one(), &gyv, &cols.t(), T::one(), &mut dwg);
+                            }
+                            if needs[0] {
+                                general_mat_mul(T::one(), &wg.t(), &gyv, T::zero(), &mut dv);
+                            }
+                        }
+                        if let Some(dx) = &mut dx {
+                            let dxs = dx.as_slice_mut().expect("pooled storage is contiguous");
+                            col2im(&dcols[..k * width], dxs, &g, channels, samples.clone());
+                        }
                     }
-                    pool::recycle(gy.into_dyn());
                 }
-                for cols in saved {
-                    pool::recycle(cols.into_dyn());
+                for v in [gy, cols, dcols] {
+                    pool::recycle_vec(v);
                 }
                 let mut grads = smallvec![
                     dx,
@@ -381,7 +522,7 @@ impl<'t, T: Float> Var<'t, T> {
                         let mut db = pool::full::<T>(&[o], T::zero());
                         let dbs = db.as_slice_mut().expect("pooled storage is contiguous");
                         for (i, plane) in gs.chunks_exact(p).enumerate() {
-                            dbs[i % o] += plane.iter().copied().sum::<T>();
+                            dbs[i % o] += lane_sum(plane);
                         }
                         db
                     }));
@@ -414,5 +555,85 @@ mod tests {
             |v: &[Var<'_, f64>]| v[0].conv2d(v[1], None, 1, 0, 1, 1).tanh().sum(),
             &[x, w1],
         );
+    }
+
+    /// A batch large enough to be split into several blocks of im2col columns gives what
+    /// each sample gives alone (one block), values and gradients: both the path of one GEMM
+    /// per sample (kernel smaller than a plane) and that of one GEMM per block.
+    #[test]
+    fn a_batch_in_several_blocks_equals_its_samples_one_at_a_time() {
+        use crate::{ParamStore, value_and_grad_with_aux};
+        use ndarray::{ArrayD, Axis, IxDyn};
+        // [n, c, h, w], [o, c / groups, kh, kw], stride, padding, groups.
+        let cases: [(&[usize], &[usize], usize, usize, usize); 2] = [
+            (&[13, 4, 30, 30], &[6, 2, 3, 3], 1, 0, 2), // k 18 < P 784, 9 samples a block
+            (&[40, 32, 8, 8], &[8, 32, 3, 3], 2, 1, 1), // k 288 > P 16, 28 samples a block
+        ];
+        for (xs, ws, stride, padding, groups) in cases {
+            let mut params = ParamStore::<f64>::new();
+            let x = params.insert("x", sample(xs, 41)).unwrap();
+            let w = params.insert("w", sample(ws, 42)).unwrap();
+            let b = params.insert("b", sample(&[ws[0]], 43)).unwrap();
+            let r = std::cell::RefCell::new(None::<ArrayD<f64>>);
+            let run = |params: &ParamStore<f64>, x| {
+                value_and_grad_with_aux(false, |tape| {
+                    let y = tape.param(params, x).conv2d(
+                        tape.param(params, w),
+                        Some(tape.param(params, b)),
+                        stride,
+                        padding,
+                        1,
+                        groups,
+                    );
+                    let weights = r
+                        .borrow_mut()
+                        .get_or_insert_with(|| sample(&y.shape(), 44))
+                        .clone();
+                    let out = y.value().as_ref().clone();
+                    ((y * tape.constant(weights)).sum(), out)
+                })
+                .unwrap()
+            };
+            let (_, whole, out) = run(&params, x);
+            let full_r = r.borrow().clone().unwrap();
+            let (mut dw, mut db) = (ArrayD::zeros(IxDyn(ws)), ArrayD::zeros(IxDyn(&[ws[0]])));
+            for i in 0..xs[0] {
+                let mut one = ParamStore::<f64>::new();
+                let xi = params.get(x).index_axis(Axis(0), i).insert_axis(Axis(0));
+                let xi = one.insert("x", xi.to_owned()).unwrap();
+                one.insert("w", params.get(w).clone()).unwrap();
+                one.insert("b", params.get(b).clone()).unwrap();
+                *r.borrow_mut() = Some(
+                    full_r
+                        .index_axis(Axis(0), i)
+                        .insert_axis(Axis(0))
+                        .to_owned(),
+                );
+                let (_, g, o) = run(&one, xi);
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * (1.0 + b.abs());
+                let want = out.index_axis(Axis(0), i);
+                assert!(
+                    o.iter().zip(want.iter()).all(|(&a, &b)| close(a, b)),
+                    "{xs:?}: output of sample {i}"
+                );
+                let gx = whole.get(x).unwrap().index_axis(Axis(0), i);
+                let gi = g.get(xi).unwrap().index_axis(Axis(0), 0);
+                assert!(
+                    gi.iter().zip(gx.iter()).all(|(&a, &b)| close(a, b)),
+                    "{xs:?}: input gradient of sample {i}"
+                );
+                dw += g.get(one.id("w").unwrap()).unwrap();
+                db += g.get(one.id("b").unwrap()).unwrap();
+            }
+            for (name, got, id) in [("weight", &dw, w), ("bias", &db, b)] {
+                let want = whole.get(id).unwrap();
+                assert!(
+                    got.iter()
+                        .zip(want.iter())
+                        .all(|(&a, &b)| (a - b).abs() <= 1e-10 * (1.0 + b.abs())),
+                    "{xs:?}: {name} gradient"
+                );
+            }
+        }
     }
 }

@@ -57,24 +57,44 @@ impl<'t, T: Float> Var<'t, T> {
         let mut out = pool::scratch::<T>(&[g.n, g.c, g.oh, g.ow]);
         let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
         // NaN propagates as the maximum, as in PyTorch.
-        let better = |v: T, b: T| v > b || (v.is_nan() && !b.is_nan());
-        if padding == Pair(0, 0) && kernel == Pair(2, 2) && g.stride == Pair(2, 2) {
-            // The common 2x2 / stride 2 case, unrolled.
+        // `|` and `&` rather than `||` and `&&`: no branch, so the 2x2 loop below vectorizes.
+        let better = |v: T, b: T| (v > b) | (v.is_nan() & !b.is_nan());
+        let two_by_two = padding == Pair(0, 0) && kernel == Pair(2, 2) && g.stride == Pair(2, 2);
+        if two_by_two {
+            // The common 2x2 / stride 2 case: selects instead of branches, one output row at a
+            // time from two input rows, which the compiler turns into vector code.
+            let pick = |best: &mut T, at: &mut u32, v: T, here: u32| {
+                let b = better(v, *best);
+                *best = if b { v } else { *best };
+                *at = if b { here } else { *at };
+            };
             for plane in 0..planes {
                 let src = &xs[plane * g.h * g.w..][..g.h * g.w];
                 let dst = &mut out_s[plane * g.positions()..][..g.positions()];
                 let arg = &mut argmax[plane * g.positions()..][..g.positions()];
-                for oy in 0..g.oh {
-                    for ox in 0..g.ow {
-                        let i = 2 * oy * g.w + 2 * ox;
-                        let mut at = i;
-                        for j in [i + 1, i + g.w, i + g.w + 1] {
-                            if better(src[j], src[at]) {
-                                at = j;
-                            }
-                        }
-                        dst[oy * g.ow + ox] = src[at];
-                        arg[oy * g.ow + ox] = at as u32;
+                for (oy, (dst, arg)) in dst
+                    .chunks_exact_mut(g.ow)
+                    .zip(arg.chunks_exact_mut(g.ow))
+                    .enumerate()
+                {
+                    let top = &src[2 * oy * g.w..][..2 * g.ow];
+                    let bottom = &src[(2 * oy + 1) * g.w..][..2 * g.ow];
+                    let first = (2 * oy * g.w) as u32;
+                    let w = g.w as u32;
+                    for (ox, (((d, a), t), b)) in dst
+                        .iter_mut()
+                        .zip(arg.iter_mut())
+                        .zip(top.chunks_exact(2))
+                        .zip(bottom.chunks_exact(2))
+                        .enumerate()
+                    {
+                        let i = first + 2 * ox as u32;
+                        let (mut best, mut at) = (t[0], i);
+                        pick(&mut best, &mut at, t[1], i + 1);
+                        pick(&mut best, &mut at, b[0], i + w);
+                        pick(&mut best, &mut at, b[1], i + w + 1);
+                        *d = best;
+                        *a = at;
                     }
                 }
             }
@@ -134,18 +154,48 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape
             .push_op("max_pool2d", &[self], out, move |grad, _, _, _| {
                 let gs = contiguous(grad);
-                let mut dx = pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero());
-                let d = dx.as_slice_mut().expect("pooled storage is contiguous");
                 let p = g.positions();
-                for ((plane, args), grads) in d
-                    .chunks_exact_mut(g.h * g.w)
-                    .zip(argmax.chunks_exact(p))
-                    .zip(gs.chunks_exact(p))
-                {
-                    for (&at, &gv) in args.iter().zip(grads) {
-                        plane[at as usize] += gv;
+                let dx = if two_by_two {
+                    // Windows that do not overlap: each input element is written once, the
+                    // window's maximum with its gradient and the others with zero; only a
+                    // last odd row or column, in no window, is cleared first.
+                    let mut dx = pool::scratch::<T>(&[g.n, g.c, g.h, g.w]);
+                    let d = dx.as_slice_mut().expect("pooled storage is contiguous");
+                    for ((plane, args), grads) in d
+                        .chunks_exact_mut(g.h * g.w)
+                        .zip(argmax.chunks_exact(p))
+                        .zip(gs.chunks_exact(p))
+                    {
+                        if g.h % 2 == 1 {
+                            plane[(g.h - 1) * g.w..].fill(T::zero());
+                        }
+                        for oy in 0..g.oh {
+                            for iy in [2 * oy, 2 * oy + 1] {
+                                let line = &mut plane[iy * g.w..][..g.w];
+                                line[2 * g.ow..].fill(T::zero());
+                                line[..2 * g.ow].fill(T::zero());
+                            }
+                            for ox in 0..g.ow {
+                                let o = oy * g.ow + ox;
+                                plane[args[o] as usize] = grads[o];
+                            }
+                        }
                     }
-                }
+                    dx
+                } else {
+                    let mut dx = pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero());
+                    let d = dx.as_slice_mut().expect("pooled storage is contiguous");
+                    for ((plane, args), grads) in d
+                        .chunks_exact_mut(g.h * g.w)
+                        .zip(argmax.chunks_exact(p))
+                        .zip(gs.chunks_exact(p))
+                    {
+                        for (&at, &gv) in args.iter().zip(grads) {
+                            plane[at as usize] += gv;
+                        }
+                    }
+                    dx
+                };
                 pool::recycle_indices(argmax);
                 smallvec![Some(dx)]
             })
@@ -298,6 +348,11 @@ mod tests {
             |v: &[Var<'_, f64>]| v[0].max_pool2d(2, 2, 0).square().sum(),
             std::slice::from_ref(&x),
         );
+        // Odd height and width: a last row and column in no 2x2 window get zero.
+        check(
+            |v: &[Var<'_, f64>]| v[0].max_pool2d(2, 2, 0).square().sum(),
+            &[sample(&[2, 2, 5, 7], 32)],
+        );
         check(
             |v: &[Var<'_, f64>]| v[0].max_pool2d(3, (2, 1), 0).square().sum(),
             std::slice::from_ref(&x),
@@ -317,6 +372,34 @@ mod tests {
         check(
             |v: &[Var<'_, f64>]| v[0].adaptive_avg_pool2d(1).square().sum(),
             &[x],
+        );
+    }
+
+    #[test]
+    fn two_by_two_max_pool_takes_the_first_of_ties_and_propagates_nan() {
+        use crate::{ParamStore, value_and_grad_with_aux};
+        use ndarray::ArrayD;
+        let mut params = ParamStore::<f32>::new();
+        #[rustfmt::skip]
+        let x = ArrayD::from_shape_vec(vec![1, 1, 3, 4], vec![
+            1.0, 1.0, 2.0, f32::NAN,
+            1.0, 1.0, 5.0, 2.0,
+            9.0, 9.0, 9.0, 9.0,
+        ]).unwrap();
+        let id = params.insert("x", x).unwrap();
+        let (_, grads, out) = value_and_grad_with_aux(false, |tape| {
+            let y = tape.param(&params, id).max_pool2d(2, 2, 0);
+            let out = y.value().as_slice().unwrap().to_vec();
+            (y.sum(), out)
+        })
+        .unwrap();
+        assert_eq!(out[0], 1.0);
+        assert!(out[1].is_nan());
+        let g = grads.get(id).unwrap().as_slice().unwrap().to_vec();
+        // Ties: the first (top-left) element; NaN: the NaN; the last row is in no window.
+        assert_eq!(
+            g,
+            vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
         );
     }
 }
