@@ -47,6 +47,7 @@ pub mod mono;
 pub mod ops;
 mod params;
 mod pool;
+mod rule;
 mod tape;
 mod value_and_grad;
 

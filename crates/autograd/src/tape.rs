@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ndarray::ArrayD;
 use smallvec::SmallVec;
 
+use crate::rule::Rule;
 use crate::{BufferId, Float, Gradients, ParamId, ParamStore, pool};
 
 /// The id of a value recorded on a tape (valid for that tape only).
@@ -22,13 +23,6 @@ pub(crate) type Grads<T> = SmallVec<[Option<ArrayD<T>>; 3]>;
 
 /// What a [`Tape::custom_op`] backward rule returns: one gradient (or `None`) per operand.
 pub type OperandGrads<T> = Vec<Option<ArrayD<T>>>;
-
-/// A backward rule: given the gradient of the output (which the rule may take and reuse),
-/// the output's value, the operands' values and which operands need a gradient, returns one
-/// gradient (shaped like that operand) per operand. Rules that capture nothing are not
-/// allocated at all, since a boxed zero-sized closure takes no heap memory.
-pub(crate) type BackwardFn<T> =
-    Box<dyn FnOnce(&mut ArrayD<T>, &ArrayD<T>, &[&ArrayD<T>], &[bool]) -> Grads<T>>;
 
 enum Origin {
     Constant,
@@ -43,7 +37,7 @@ pub(crate) struct Node<T: Float> {
     origin: Origin,
     parents: SmallVec<[NodeId; 3]>,
     requires_grad: bool,
-    backward: Option<BackwardFn<T>>,
+    backward: Option<Rule<T>>,
 }
 
 /// A record of one forward pass.
@@ -236,7 +230,11 @@ impl<T: Float> Tape<T> {
         self.leaf("param", params.shared(id), Origin::Param(id))
     }
 
-    /// Records the result of an op. The rule is kept only if some parent needs a gradient.
+    /// Records the result of an op. The rule is kept only if some parent needs a gradient:
+    /// given the gradient of the output (which the rule may take and reuse), the output's
+    /// value, the operands' values and which operands need a gradient, it returns one
+    /// gradient (shaped like that operand) per operand. It is stored in the node itself when
+    /// its captures fit ([`Rule`]), so recording it allocates nothing.
     pub(crate) fn push_op<F>(
         &self,
         op: &'static str,
@@ -271,7 +269,7 @@ impl<T: Float> Tape<T> {
             },
             requires_grad,
             backward: if requires_grad {
-                Some(Box::new(backward))
+                Some(Rule::new(backward))
             } else {
                 None
             },
@@ -408,7 +406,7 @@ impl<T: Float> Tape<T> {
                         node.parents.iter().map(|p| requires[p.0]).collect();
                     let inputs: SmallVec<[&ArrayD<T>; 3]> =
                         node.parents.iter().map(|p| &*nodes[p.0].value).collect();
-                    let parent_grads = rule(&mut g, &node.value, &inputs, &needs);
+                    let parent_grads = rule.run(&mut g, &node.value, &inputs, &needs);
                     drop(inputs);
                     pool::recycle(g);
                     debug_assert_eq!(parent_grads.len(), node.parents.len(), "{}", node.op);
