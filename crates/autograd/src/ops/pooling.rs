@@ -395,6 +395,11 @@ mod tests {
             |v: &[Var<'_, f64>]| v[0].max_pool2d(2, 2, 0).square().sum(),
             &[sample(&[2, 2, 5, 7], 32)],
         );
+        // Rows of 5 windows: four at a time, then one.
+        check(
+            |v: &[Var<'_, f64>]| v[0].max_pool2d(2, 2, 0).square().sum(),
+            &[sample(&[1, 2, 4, 10], 34)],
+        );
         check(
             |v: &[Var<'_, f64>]| v[0].max_pool2d(3, (2, 1), 0).square().sum(),
             std::slice::from_ref(&x),
@@ -443,5 +448,50 @@ mod tests {
             g,
             vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
         );
+    }
+
+    /// Rows long enough for the four-windows-at-a-time path and its remainder, with ties and
+    /// NaNs inside it, against a window-by-window reference.
+    #[test]
+    fn two_by_two_max_pool_matches_a_reference_on_long_rows() {
+        use crate::{ParamStore, value_and_grad_with_aux};
+        let (n, c, h, w) = (2, 3, 7, 19); // 9 windows a row: 2 groups of 4 and 1 more
+        let mut x = sample(&[n, c, h, w], 33).mapv(|v| (v * 4.0).round() as f32); // ties
+        let xs = x.as_slice_mut().unwrap();
+        for at in [5, 40, 41, 77, 200, 333, 501] {
+            xs[at] = f32::NAN;
+        }
+        let mut params = ParamStore::<f32>::new();
+        let id = params.insert("x", x.clone()).unwrap();
+        let (_, grads, out) = value_and_grad_with_aux(false, |tape| {
+            let y = tape.param(&params, id).max_pool2d(2, 2, 0);
+            let out = y.value().as_slice().unwrap().to_vec();
+            (y.sum(), out)
+        })
+        .unwrap();
+        let xs = x.as_slice().unwrap();
+        let mut want_grad = vec![0.0f32; xs.len()];
+        let (oh, ow) = (h / 2, w / 2);
+        for plane in 0..n * c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let i = plane * h * w + 2 * oy * w + 2 * ox;
+                    let mut at = i;
+                    for j in [i + 1, i + w, i + w + 1] {
+                        let (v, b) = (xs[j], xs[at]);
+                        if v > b || (v.is_nan() && !b.is_nan()) {
+                            at = j;
+                        }
+                    }
+                    let got = out[(plane * oh + oy) * ow + ox];
+                    assert!(
+                        got == xs[at] || (got.is_nan() && xs[at].is_nan()),
+                        "window {plane} {oy} {ox}"
+                    );
+                    want_grad[at] = 1.0;
+                }
+            }
+        }
+        assert_eq!(grads.get(id).unwrap().as_slice().unwrap(), &want_grad[..]);
     }
 }
