@@ -446,6 +446,20 @@ impl<'t, T: Float> Var<'t, T> {
                 let mut gy = scratch_vec::<T>(if per_sample { 0 } else { og * bs * p });
                 let mut cols = scratch_vec::<T>(if needs[1] { k * bs * p } else { 0 });
                 let mut dcols = scratch_vec::<T>(if needs[0] { k * bs * p } else { 0 });
+                // Each group's weight transposed, `[k, og]`, once: packed from rows by every
+                // block's product below.
+                let mut wt = scratch_vec::<T>(if needs[0] && !per_sample { o * k } else { 0 });
+                if !wt.is_empty() {
+                    for gi in 0..groups {
+                        let wg = &ws[gi * og * k..][..og * k];
+                        let dst = &mut wt[gi * og * k..][..og * k];
+                        for (oi, row) in wg.chunks_exact(k).enumerate() {
+                            for (ki, &v) in row.iter().enumerate() {
+                                dst[ki * og + oi] = v;
+                            }
+                        }
+                    }
+                }
                 for s0 in (0..g.n).step_by(bs) {
                     let samples = s0..(s0 + bs).min(g.n);
                     let width = samples.len() * p;
@@ -493,11 +507,17 @@ impl<'t, T: Float> Var<'t, T> {
                             rows.gather(&gs, gy);
                             let gyv = ArrayView2::from_shape((og, width), &*gy).expect("sized");
                             if let Some(dw) = &mut dw {
+                                // dW^T += cols gy^T: both operands are packed from rows
+                                // (gy dW's way round would pack the larger cols by columns).
                                 let mut dwg = dw.slice_mut(og_rows);
-                                general_mat_mul(T::one(), &gyv, &cols.t(), T::one(), &mut dwg);
+                                let mut dwt = dwg.view_mut().reversed_axes();
+                                general_mat_mul(T::one(), &cols, &gyv.t(), T::one(), &mut dwt);
                             }
                             if needs[0] {
-                                general_mat_mul(T::one(), &wg.t(), &gyv, T::zero(), &mut dv);
+                                let wt =
+                                    ArrayView2::from_shape((k, og), &wt[gi * og * k..][..og * k])
+                                        .expect("sizes checked");
+                                general_mat_mul(T::one(), &wt, &gyv, T::zero(), &mut dv);
                             }
                         }
                         if let Some(dx) = &mut dx {
@@ -506,7 +526,7 @@ impl<'t, T: Float> Var<'t, T> {
                         }
                     }
                 }
-                for v in [gy, cols, dcols] {
+                for v in [gy, cols, dcols, wt] {
                     pool::recycle_vec(v);
                 }
                 let mut grads = smallvec![
