@@ -584,8 +584,9 @@ mod tests {
     fn a_batch_in_several_blocks_equals_its_samples_one_at_a_time() {
         use crate::{ParamStore, value_and_grad_with_aux};
         use ndarray::{ArrayD, Axis, IxDyn};
-        // [n, c, h, w], [o, c / groups, kh, kw], stride, padding, groups.
-        let cases: [(&[usize], &[usize], usize, usize, usize); 2] = [
+        /// `[n, c, h, w]`, `[o, c / groups, kh, kw]`, stride, padding, groups.
+        type Case = (&'static [usize], &'static [usize], usize, usize, usize);
+        let cases: [Case; 2] = [
             (&[13, 4, 30, 30], &[6, 2, 3, 3], 1, 0, 2), // k 18 < P 784, 9 samples a block
             (&[40, 32, 8, 8], &[8, 32, 3, 3], 2, 1, 1), // k 288 > P 16, 28 samples a block
         ];

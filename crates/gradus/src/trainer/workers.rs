@@ -106,7 +106,7 @@ impl WorkerThreads {
         let mut spins = 0u32;
         while s.remaining.load(Ordering::Acquire) != 0 {
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -153,7 +153,7 @@ fn helper(s: &Shared, index: usize) {
                 break g;
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 != 0 {
+            if !spins.is_multiple_of(256) {
                 std::hint::spin_loop();
                 continue;
             }
@@ -178,13 +178,13 @@ fn helper(s: &Shared, index: usize) {
         }
         // SAFETY: published by the generation bump just seen; valid until `remaining` is 0.
         let job = unsafe { *s.job.get() };
-        if let Some(job) = job {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| job(index))) {
-                s.panic
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(payload);
-            }
+        if let Some(job) = job
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(|| job(index)))
+        {
+            s.panic
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(payload);
         }
         s.remaining.fetch_sub(1, Ordering::AcqRel);
     }
