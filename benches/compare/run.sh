@@ -8,6 +8,8 @@
 #   bash benches/compare/run.sh --install-torch    # first creates benches/compare/.venv with torch
 #   PASSES=3 bash benches/compare/run.sh           # passes (default 3); the table shows medians
 #   WORKLOADS="w3" bash benches/compare/run.sh     # only some workloads (default w1 w2 w3)
+#   OPENBLAS=0 bash benches/compare/run.sh         # skip the OpenBLAS backend
+#   PYTHON=/path/to/venv/bin/python bash ...       # the Python with torch to compare with
 #
 # Prints a markdown table with samples/s, the ratios of the targets and test accuracy, and
 # keeps the raw JSON lines in benches/compare/results.jsonl.
@@ -15,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=benches/compare
 passes=${PASSES:-3}
-python=python3
+python=${PYTHON:-python3}
 if [ "${1:-}" = "--install-torch" ]; then
   [ -x "$here/.venv/bin/python" ] || python3 -m venv "$here/.venv"
   "$here/.venv/bin/pip" install -q torch numpy
@@ -27,7 +29,9 @@ have_torch=1
 examples="--example throughput --example baseline_ndarray"
 cargo build --release -q -p gradus-examples $examples
 bins=(target/release/examples)
-if ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then
+if [ "${OPENBLAS:-1}" = 0 ]; then
+  echo "note: OPENBLAS=0; skipping the openblas backend" >&2
+elif ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then
   CARGO_TARGET_DIR=target/openblas cargo build --release -q -p gradus-examples --features openblas $examples
   bins+=(target/openblas/release/examples)
 else
@@ -46,6 +50,9 @@ echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-}" >&2
 out="$here/results.jsonl"
 : > "$out"
 for pass in $(seq "$passes"); do
+  # The machine's GEMM figure, printed beside the table (machines differ 2x and more).
+  MATMUL_NUM_THREADS=1 "${bins[0]}/throughput" gemm >> "$out"
+
   for workload in ${WORKLOADS:-w1 w2 w3}; do
     for threads in 1 2; do
       echo "pass $pass: $workload, $threads thread(s)" >&2

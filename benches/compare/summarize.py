@@ -6,11 +6,15 @@ import sys
 from collections import defaultdict
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+gemm_gflops = [r["gflops"] for r in rows if "gemm" in r]
+rows = [r for r in rows if "gemm" not in r]
 runs, acc, allocs, names = defaultdict(list), defaultdict(list), {}, {}
 for r in rows:
     impl = r["impl"].split()[0]
     names[impl] = r["impl"]
-    key = (impl, r["workload"], r["threads"])
+    # Two workers use two threads, each with single-threaded products.
+    threads = "2" if impl.endswith("-2workers") else r["threads"]
+    key = (impl, r["workload"], threads)
     runs[key].append(r["samples_per_sec"])
     acc[key].append(r["test_accuracy"])
     if "allocations_per_step" in r:
@@ -50,4 +54,11 @@ for g in ("gradus", "gradus+openblas"):
 for (g, w), (n, gemm) in sorted(allocs.items()):
     extra = f", plus {gemm} by the GEMM library (matrixmultiply's packing buffers)" if gemm else ""
     print(f"{g}: {n} heap allocations per {w.upper()} step{extra}  ")
+for w, targets in (("w1", "1.7 / 2.0"), ("w2", "1.8 / 1.6"), ("w3", "- / 1.5")):
+    if ("gradus-2workers", w, "2") in med:
+        one = f"{med[('gradus-2workers', w, '2')] / med[('gradus', w, '1')]:.2f}" if ("gradus", w, "1") in med else "-"
+        pt = ratio("gradus-2workers", "pytorch", w, "2")
+        print(f"2 workers on {w.upper()}: {med[('gradus-2workers', w, '2')] / 1000:.1f}k, {one}x one worker, {pt}x PyTorch at 2 threads (targets {targets})  ")
+if gemm_gflops:
+    print(f"\nGEMM (sgemm 512^3, 1 thread): {', '.join(f'{g:.1f}' for g in gemm_gflops)} GFLOP/s")
 print(f"\n{len(rows)} runs, medians of {max(len(v) for v in runs.values())} passes")
