@@ -126,7 +126,7 @@ struct Args {
     plot_filters: Option<PathBuf>,
     /// Data-parallel workers: each batch is split over this many threads, each with
     /// single-threaded matrix products (default: every core, shared among the MPI ranks of
-    /// this machine; on 2 cores 2 workers ran W1 1.7x and W3 1.9x as fast as one).
+    /// this machine; on 2 cores 2 workers ran W1 1.6x and W3 1.9x as fast as one).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     workers: Option<u64>,
     /// Train on only the first N training images (a quick run; 0 = all).
