@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long an idle helper spins before it parks: longer than the caller's serial part of a
-/// step (the optimizer's update of W2's 670k parameters takes about 0.3 ms here), short
+/// step (the bookkeeping between the gradient sum and the next step's shards), short
 /// enough that a helper left idle (evaluation, the end of training) soon stops using a core.
 const SPIN: Duration = Duration::from_millis(2);
 
