@@ -126,7 +126,8 @@ struct Args {
     plot_filters: Option<PathBuf>,
     /// Data-parallel workers: each batch is split over this many threads, each with
     /// single-threaded matrix products (default: every core, shared among the MPI ranks of
-    /// this machine; on 2 cores 2 workers ran W1 1.6x and W3 1.9x as fast as one).
+    /// this machine, and for the MLP at most one per 16 samples of a batch; on 2 cores 2
+    /// workers ran W1 1.6x and W3 1.9x as fast as one).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     workers: Option<u64>,
     /// Train on only the first N training images (a quick run; 0 = all).
@@ -328,8 +329,9 @@ fn run(job: Job) -> ExitCode {
         args.quiet = true;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    // A worker per core, shared among the ranks on this machine.
-    let workers = args.workers.unwrap_or((cores / ranks as u64).max(1));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| default_workers(&args, cores, ranks as u64));
     if workers > 1 && std::env::var_os("MATMUL_NUM_THREADS").is_none() {
         // Workers bring the parallelism; products splitting too would oversubscribe the
         // cores. matrixmultiply reads this once, at its first product, which comes later.
@@ -602,4 +604,18 @@ fn plot_filters(path: &Path, params: &gradus::ParamStore<f32>) -> Result<usize, 
     writer.write_image_data(&pixels).map_err(|e| fail(&e))?;
     writer.finish().map_err(|e| fail(&e))?;
     Ok(n)
+}
+
+/// The default number of workers: a core each, shared among the MPI ranks on this machine.
+/// An MLP gets at most one per 16 samples of a batch (of the whole job's): on a 16-core Xeon (docs/distributed.md)
+/// W1 (batch 64) ran fastest with 4 workers and slower with 8 and 16, whose shards of 8 and 4
+/// samples leave too little work between the steps' synchronisations, and W2 (batch 256)
+/// fastest with 16; the CNN computes enough per sample to gain up to a worker per 4 samples
+/// (W3, batch 64: 16 workers 2.8x as fast as 4).
+fn default_workers(args: &Args, cores: u64, ranks: u64) -> u64 {
+    let per_rank = (cores / ranks).max(1);
+    match args.model {
+        Model::Mlp => per_rank.min((args.batch_size / 16 / ranks).max(1)),
+        Model::Cnn => per_rank,
+    }
 }

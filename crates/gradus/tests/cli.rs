@@ -278,6 +278,20 @@ fn two_workers_train_to_the_same_accuracy_as_one() {
         (one - two).abs() <= 0.3,
         "1 worker {one}%, 2 workers {two}%"
     );
+    // By default an MLP gets at most a worker per 16 samples of a batch, whatever the cores.
+    let small_batch = Command::new(&bin)
+        .args(["--epochs", "1", "--train-limit", "64", "--hidden", "16"])
+        .args(["--batch-size", "8", "--output"])
+        .arg(dir.path().join("small-batch.gradus"))
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&small_batch.stdout);
+    assert!(small_batch.status.success(), "{text}");
+    assert!(
+        text.contains("batch 8 = mini-batch gradient descent, 1 worker(s)"),
+        "{text}"
+    );
     let bad = Command::new(&bin)
         .args(["--workers", "0", "--quiet"])
         .env_remove("MNIST_DIR")
