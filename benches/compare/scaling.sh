@@ -9,6 +9,8 @@
 #     RESULTS=scaling.jsonl bash benches/compare/scaling.sh
 #   python3 benches/compare/scaling_summary.py scaling.jsonl
 #
+# BIN_OPENBLAS=<throughput built with --features openblas> adds gradus on OpenBLAS (one
+# thread per worker); WORKLOADS (default "w1 w2") chooses the interleaved workloads.
 # Each gradus run times 4 epochs (SKIP_ACCURACY=1: accuracy is measured by run.sh);
 # PyTorch runs benches/compare/torch_mlp.py. Every run has a time limit, so one hung run
 # costs its limit, not the lease.
@@ -28,13 +30,17 @@ run() {
 }
 gradus() { # workload workers
   SKIP_ACCURACY=1 WORKERS=$2 MATMUL_NUM_THREADS=1 run "$bin" "$1"
+  if [ -n "${BIN_OPENBLAS:-}" ]; then
+    SKIP_ACCURACY=1 WORKERS=$2 OPENBLAS_NUM_THREADS=1 run "$BIN_OPENBLAS" "$1"
+  fi
 }
 pytorch() { # workload threads
   run "$python" benches/compare/torch_mlp.py "$1" --threads "$2"
 }
 for pass in $(seq "${PASSES:-2}"); do
   MATMUL_NUM_THREADS=1 run "$bin" gemm
-  for workload in w1 w2; do
+  [ -n "${BIN_OPENBLAS:-}" ] && OPENBLAS_NUM_THREADS=1 run "$BIN_OPENBLAS" gemm
+  for workload in ${WORKLOADS:-w1 w2}; do
     for t in $threads; do
       echo "pass $pass: $workload, $t" >&2
       gradus "$workload" "$t"
