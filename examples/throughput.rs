@@ -10,7 +10,7 @@
 //! `cargo run --release --example throughput -- w1` (benches/compare/run.sh runs it);
 //! `WORKERS=2 MATMUL_NUM_THREADS=1 ...` for two data-parallel workers; `-- gemm` prints the
 //! machine's GEMM figure (GFLOP/s of one 512x512x512 f32 product); `SKIP_ACCURACY=1` skips
-//! the 3 epochs that measure the accuracy.
+//! the 3 epochs that measure the accuracy; `BATCH=n` changes the batch size.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +60,12 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // `BATCH=n` overrides the workload's batch size (to see how a shard's size alone
+    // changes the speed of one worker).
+    let batch = std::env::var("BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(batch);
     let mnist = Mnist::load_default().unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2);
