@@ -127,7 +127,7 @@ struct Args {
     /// Data-parallel workers: each batch is split over this many threads, each with
     /// single-threaded matrix products (default: every core, shared among the MPI ranks of
     /// this machine, and for the MLP at most one per 16 samples of a batch; on 2 cores 2
-    /// workers ran W1 1.6x and W3 1.9x as fast as one).
+    /// workers ran W1 1.3-1.6x and W3 1.9x as fast as one).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     workers: Option<u64>,
     /// Train on only the first N training images (a quick run; 0 = all).
