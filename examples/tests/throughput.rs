@@ -1,0 +1,84 @@
+//! The throughput runner's switches (benches/compare runs it): `WORKERS`, `BATCH` and
+//! `SKIP_ACCURACY` each change what it runs and prints; an unknown workload is refused.
+//! One step per epoch (`BATCH=60000`) keeps each run to a few seconds.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example() -> PathBuf {
+    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    build.args([
+        "build",
+        "-q",
+        "-p",
+        "gradus-examples",
+        "--example",
+        "throughput",
+    ]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    assert!(build.status().unwrap().success(), "building the example");
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
+    dir.join("examples")
+        .join(format!("throughput{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The JSON line of one run, as `field: value` text.
+fn run(env: &[(&str, &str)]) -> String {
+    let out = Command::new(example())
+        .arg("w1")
+        .env("BATCH", "60000")
+        .env("MATMUL_NUM_THREADS", "1")
+        .env_remove("MNIST_DIR")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let start = line
+        .find(&format!("\"{name}\": "))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + name.len()
+        + 4;
+    line[start..]
+        .split([',', '}'])
+        .next()
+        .unwrap()
+        .trim()
+        .trim_matches('"')
+}
+
+#[test]
+fn workers_batch_and_skip_accuracy_change_the_run() {
+    let full = run(&[]);
+    assert_eq!(field(&full, "impl"), "gradus");
+    let accuracy: f64 = field(&full, "test_accuracy").parse().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy), "{full}");
+    let gemm = |line: &str| -> f64 { field(line, "gemm_allocations_per_step").parse().unwrap() };
+    assert!(gemm(&full) > 0.0, "{full}");
+
+    let quick = run(&[("SKIP_ACCURACY", "1"), ("WORKERS", "2")]);
+    assert_eq!(field(&quick, "impl"), "gradus-2workers");
+    assert_eq!(field(&quick, "test_accuracy"), "null");
+    // Each worker makes the same matrix products (each packing buffers once), so a step of
+    // two workers makes twice one worker's GEMM allocations: counted over the four timed
+    // epochs and divided by their four steps, not by one epoch's.
+    assert_eq!(gemm(&quick), 2.0 * gemm(&full), "{full}{quick}");
+}
+
+#[test]
+fn an_unknown_workload_exits_2() {
+    let out = Command::new(example()).arg("w9").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload `w9`"));
+}
