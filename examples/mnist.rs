@@ -289,15 +289,15 @@ fn main() -> ExitCode {
     run(())
 }
 
-/// `(rank, ranks)` of this process.
+/// `(rank, ranks, ranks on this machine)` of this process.
 #[cfg(feature = "mpi")]
-fn rank_of(job: &Job) -> (usize, usize) {
-    (job.rank(), job.size())
+fn rank_of(job: &Job) -> (usize, usize, usize) {
+    (job.rank(), job.size(), job.local_size())
 }
 
 #[cfg(not(feature = "mpi"))]
-fn rank_of(_: &Job) -> (usize, usize) {
-    (0, 1)
+fn rank_of(_: &Job) -> (usize, usize, usize) {
+    (0, 1, 1)
 }
 
 fn run(job: Job) -> ExitCode {
@@ -321,7 +321,7 @@ fn run(job: Job) -> ExitCode {
     };
     // Under `mpirun` (built with `--features mpi`), one rank of a job: only rank 0 reports
     // and writes files.
-    let (rank, ranks) = rank_of(&job);
+    let (rank, ranks, local_ranks) = rank_of(&job);
     if rank != 0 {
         if args.eval.is_some() {
             return ExitCode::SUCCESS; // rank 0 evaluates
@@ -331,7 +331,7 @@ fn run(job: Job) -> ExitCode {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let workers = args
         .workers
-        .unwrap_or_else(|| default_workers(&args, cores, ranks as u64));
+        .unwrap_or_else(|| default_workers(&args, cores, (ranks as u64, local_ranks as u64)));
     if workers > 1 && std::env::var_os("MATMUL_NUM_THREADS").is_none() {
         // Workers bring the parallelism; products splitting too would oversubscribe the
         // cores. matrixmultiply reads this once, at its first product, which comes later.
@@ -606,14 +606,15 @@ fn plot_filters(path: &Path, params: &gradus::ParamStore<f32>) -> Result<usize, 
     Ok(n)
 }
 
-/// The default number of workers: a core each, shared among the MPI ranks on this machine.
+/// The default number of workers: a core each, shared among the MPI ranks on this machine
+/// (every rank must end with the same number: `fit` refuses a job where they differ).
 /// An MLP gets at most one per 16 samples of a batch (of the whole job's): on a 16-core Xeon (docs/distributed.md)
 /// W1 (batch 64) ran fastest with 4 workers and slower with 8 and 16, whose shards of 8 and 4
 /// samples leave too little work between the steps' synchronisations, and W2 (batch 256)
 /// fastest with 16; the CNN computes enough per sample to gain up to a worker per 4 samples
 /// (W3, batch 64: 16 workers 2.8x as fast as 4).
-fn default_workers(args: &Args, cores: u64, ranks: u64) -> u64 {
-    let per_rank = (cores / ranks).max(1);
+fn default_workers(args: &Args, cores: u64, (ranks, local_ranks): (u64, u64)) -> u64 {
+    let per_rank = (cores / local_ranks).max(1);
     match args.model {
         Model::Mlp => per_rank.min((args.batch_size / 16 / ranks).max(1)),
         Model::Cnn => per_rank,

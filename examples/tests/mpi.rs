@@ -157,6 +157,48 @@ fn an_error_on_a_rank_ends_the_whole_job() {
 }
 
 #[test]
+fn ranks_configured_differently_are_refused_naming_the_field() {
+    if !have_mpirun() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.gradus");
+    // Two programs in one job (MPMD), one worker against two: the ranks would take shards of
+    // a 2-worker and a 3-worker job and silently skip samples; the job ends before training.
+    let bin = example();
+    let rank = |workers: &'static str| {
+        [
+            "-n",
+            "1",
+            bin.to_str().unwrap(),
+            "--workers",
+            workers,
+            "--epochs",
+            "1",
+            "--train-limit",
+            "600",
+            "--quiet",
+            "--output",
+            out.to_str().unwrap(),
+        ]
+        .map(str::to_string)
+    };
+    let output = Command::new("mpirun")
+        .args(rank("1"))
+        .arg(":")
+        .args(rank("2"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`workers` differs across the ranks (rank 0, 1, ...: [1, 2])"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no weights are written");
+}
+
+#[test]
 fn an_interrupted_job_resumes_bit_identically() {
     if !have_mpirun() {
         return;

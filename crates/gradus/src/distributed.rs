@@ -46,13 +46,21 @@ use crate::trainer::MetricSums;
 /// finalises MPI, so keep it alive until the last collective call.
 pub struct Mpi {
     world: SimpleCommunicator,
+    /// Ranks on this machine (sharing its memory), this one included.
+    local: usize,
     // Dropped last: finalises MPI.
     _universe: Universe,
 }
 
 impl std::fmt::Debug for Mpi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Mpi {{ rank: {}, size: {} }}", self.rank(), self.size())
+        write!(
+            f,
+            "Mpi {{ rank: {}, size: {}, local_size: {} }}",
+            self.rank(),
+            self.size(),
+            self.local
+        )
     }
 }
 
@@ -83,8 +91,11 @@ impl Mpi {
                 mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101);
             }
         }));
+        // Collective over the world, so every rank makes it here, before any training.
+        let local = world.split_shared(0).size() as usize;
         Some(Mpi {
             world,
+            local,
             _universe: universe,
         })
     }
@@ -107,6 +118,20 @@ impl Mpi {
     /// ```
     pub fn size(&self) -> usize {
         self.world.size() as usize
+    }
+
+    /// The number of ranks on this machine (`MPI_Comm_split_type` with
+    /// `MPI_COMM_TYPE_SHARED`), this one included: how many share its cores. With a
+    /// hostfile of several machines it is the ranks placed on this one, not [`Mpi::size`].
+    ///
+    /// ```no_run
+    /// let mpi = gradus::distributed::Mpi::init().unwrap();
+    /// let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// let workers = (cores / mpi.local_size()).max(1); // a worker per core of this machine
+    /// assert!(mpi.local_size() >= 1 && mpi.local_size() <= mpi.size());
+    /// ```
+    pub fn local_size(&self) -> usize {
+        self.local
     }
 
     /// Ends every rank of the job with `code` (`MPI_Abort`), after printing `message`.
@@ -285,6 +310,21 @@ fn checksum<T: Float>(params: &ParamStore<T>) -> u64 {
 
 /// Compares the parameters' checksum across ranks: `Err` names the ranks that differ from
 /// rank 0.
+/// Compares configuration values across the ranks (one all-gather each, before training):
+/// the first that differs, with every rank's value in rank order.
+pub(crate) fn check_same(mpi: &Mpi, fields: &[(&str, u64)]) -> Result<(), String> {
+    for &(name, value) in fields {
+        let all = mpi.gather(value);
+        if all.iter().any(|&v| v != value) {
+            return Err(format!(
+                "`{name}` differs across the ranks (rank 0, 1, ...: {all:?}): every rank must \
+                 train with the same configuration"
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn check_in_step<T: Float>(mpi: &Mpi, params: &ParamStore<T>) -> Result<(), String> {
     let all = mpi.gather(checksum(params));
     let differ: Vec<usize> = (1..all.len()).filter(|&r| all[r] != all[0]).collect();

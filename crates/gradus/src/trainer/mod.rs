@@ -344,6 +344,27 @@ impl<T: Float> Trainer<T> {
             eval::check_fits(model, v)?;
         }
         let (rank, ranks) = self.rank();
+        #[cfg(feature = "mpi")]
+        if let Some((mpi, _)) = &self.mpi
+            && ranks > 1
+        {
+            // Each rank takes its workers' shards by the job's worker count and batch size:
+            // ranks configured differently would skip or repeat samples without diverging.
+            let c = &self.config;
+            crate::distributed::check_same(
+                mpi,
+                &[
+                    ("workers", c.workers as u64),
+                    ("batch_size", c.batch_size.samples(train.len()) as u64),
+                    ("training samples", train.len() as u64),
+                    ("seed", c.seed),
+                    ("epochs", c.epochs as u64),
+                    ("shuffle", u64::from(c.shuffle)),
+                    ("drop_last", u64::from(c.drop_last)),
+                ],
+            )
+            .map_err(TrainError::Distributed)?;
+        }
         self.check_shards(train.len(), ranks)?;
         // Only rank 0 of a job reports and writes checkpoints.
         let progress = if rank == 0 {
