@@ -8,31 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 fn example() -> PathBuf {
     built("mnist")
 }
 
 /// Builds the example `name` with the `mpi` feature; its path.
 fn built(name: &str) -> PathBuf {
-    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    build.args([
-        "build",
-        "-q",
-        "-p",
-        "gradus-examples",
-        "--features",
-        "mpi",
-        "--example",
-        name,
-    ]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    assert!(build.status().unwrap().success(), "building the example");
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
-    dir.join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+    common::built(name, &["mpi"])
 }
 
 fn have_mpirun() -> bool {

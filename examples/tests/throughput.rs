@@ -5,24 +5,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
 fn example() -> PathBuf {
-    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    build.args([
-        "build",
-        "-q",
-        "-p",
-        "gradus-examples",
-        "--example",
-        "throughput",
-    ]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    assert!(build.status().unwrap().success(), "building the example");
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
-    dir.join("examples")
-        .join(format!("throughput{}", std::env::consts::EXE_SUFFIX))
+    common::built("throughput", &[])
 }
 
 /// The JSON line of one run, as `field: value` text.
