@@ -95,3 +95,50 @@ fn the_mean_of_nothing_is_a_clear_error() {
     let tape = Tape::<f32>::no_grad();
     tape.constant(ArrayD::zeros(vec![0, 3])).mean();
 }
+
+fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
+    let payload = std::panic::catch_unwind(f).expect_err("the op panics");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn windows_past_usize_panic_naming_the_op_instead_of_wrapping_around() {
+    let image = || ArrayD::<f32>::zeros(vec![1, 1, 4, 4]);
+    let huge = usize::MAX / 2 + 1;
+    let conv = panic_message(|| {
+        let tape = Tape::<f32>::no_grad();
+        let w = tape.constant(ArrayD::zeros(vec![1, 1, 3, 3]));
+        tape.constant(image()).conv2d(w, None, 1, huge, 1, 1);
+    });
+    assert_eq!(
+        conv,
+        format!(
+            "conv2d: padding Pair({huge}, {huge}) or dilation Pair(1, 1) overflows with input \
+             [1, 1, 4, 4] and kernel Pair(3, 3)"
+        )
+    );
+    let dilated = panic_message(|| {
+        let tape = Tape::<f32>::no_grad();
+        let w = tape.constant(ArrayD::zeros(vec![1, 1, 3, 3]));
+        tape.constant(image())
+            .conv2d(w, None, 1, 0, (1, usize::MAX), 1);
+    });
+    assert!(dilated.starts_with("conv2d: padding"), "{dilated}");
+    // Twice this padding wraps around: the half-kernel check must not.
+    let pool = panic_message(|| {
+        Tape::<f32>::no_grad()
+            .constant(image())
+            .max_pool2d(3, 1, huge);
+    });
+    assert!(pool.starts_with("max_pool2d: padding"), "{pool}");
+    let avg = panic_message(|| {
+        Tape::<f32>::no_grad()
+            .constant(image())
+            .avg_pool2d(usize::MAX, 1, usize::MAX / 2);
+    });
+    assert!(avg.starts_with("avg_pool2d: padding"), "{avg}");
+}

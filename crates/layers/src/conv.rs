@@ -71,9 +71,11 @@ impl Conv2dConfig {
     /// The output's height and width for an input of `h x w`, or zeros when the kernel does
     /// not fit.
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        // Saturating: an absurd padding gives an absurd size (refused by the builder), not a
+        // wrapped-around plausible one.
         let out = |len: usize, k: usize, s: usize, p: usize, d: usize| {
-            (len + 2 * p)
-                .checked_sub(d * (k.max(1) - 1) + 1)
+            len.saturating_add(p.saturating_mul(2))
+                .checked_sub(d.saturating_mul(k.max(1) - 1).saturating_add(1))
                 .map_or(0, |v| v / s.max(1) + 1)
         };
         (

@@ -73,9 +73,18 @@ impl Geometry {
                 && dilation.1 > 0,
             "{op}: kernel {kernel:?}, stride {stride:?} and dilation {dilation:?} must be at least 1"
         );
-        let span = |k: usize, d: usize| d * (k - 1) + 1;
-        let (eh, ew) = (h + 2 * padding.0, w + 2 * padding.1);
-        let (sh, sw) = (span(kernel.0, dilation.0), span(kernel.1, dilation.1));
+        // Checked: a huge padding or dilation must not wrap around into a plausible size.
+        let padded = |len: usize, p: usize| p.checked_mul(2).and_then(|p2| len.checked_add(p2));
+        let span = |k: usize, d: usize| d.checked_mul(k - 1).and_then(|s| s.checked_add(1));
+        let sizes = padded(h, padding.0)
+            .zip(padded(w, padding.1))
+            .zip(span(kernel.0, dilation.0).zip(span(kernel.1, dilation.1)));
+        let Some(((eh, ew), (sh, sw))) = sizes else {
+            panic!(
+                "{op}: padding {padding:?} or dilation {dilation:?} overflows with input \
+                 {input:?} and kernel {kernel:?}"
+            )
+        };
         assert!(
             eh >= sh && ew >= sw,
             "{op}: input {input:?} padded by {padding:?} is smaller than the kernel {kernel:?} \

@@ -82,12 +82,11 @@ fn window_geometry(
     stride: Pair,
     padding: Pair,
 ) -> Geometry {
-    let g = Geometry::new(op, input, kernel, stride, padding, Pair(1, 1));
     assert!(
-        2 * padding.0 <= kernel.0 && 2 * padding.1 <= kernel.1,
+        padding.0 <= kernel.0 / 2 && padding.1 <= kernel.1 / 2,
         "{op}: padding {padding:?} must be at most half the kernel {kernel:?}"
     );
-    g
+    Geometry::new(op, input, kernel, stride, padding, Pair(1, 1))
 }
 
 impl<'t, T: Float> Var<'t, T> {

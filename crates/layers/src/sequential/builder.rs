@@ -4,6 +4,7 @@
 use gradus_autograd::{DuplicateName, Float, ParamStore};
 
 use super::Sequential;
+use super::limits;
 use crate::{
     Activation, BatchNorm, Conv2dConfig, Dropout, Flatten, LinearConfig, Module, Pair,
     ParamBuilder, Pool2d, Reshape,
@@ -71,7 +72,7 @@ pub struct ShapeMismatch {
 }
 
 #[derive(Clone, Debug)]
-enum Spec {
+pub(super) enum Spec {
     Linear(LinearConfig),
     Activation(Activation),
     Dropout(f64),
@@ -490,6 +491,20 @@ impl<T: Float> SequentialBuilder<T> {
                         ));
                     }
                     match image(c.in_channels, "")? {
+                        Some((h, w))
+                            if limits::window_overflows(
+                                c.kernel_size,
+                                c.padding,
+                                c.dilation,
+                                h,
+                                w,
+                            ) =>
+                        {
+                            return Err(invalid(format!(
+                                "padding {:?} and dilation {:?} overflow with a {h}x{w} input",
+                                c.padding, c.dilation
+                            )));
+                        }
                         Some((h, w)) => match c.output_size(h, w) {
                             (0, _) | (_, 0) => {
                                 return Err(invalid(format!(
@@ -516,8 +531,8 @@ impl<T: Float> SequentialBuilder<T> {
                             || kernel.1 == 0
                             || stride.0 == 0
                             || stride.1 == 0
-                            || 2 * padding.0 > kernel.0
-                            || 2 * padding.1 > kernel.1)
+                            || padding.0 > kernel.0 / 2
+                            || padding.1 > kernel.1 / 2)
                     {
                         return Err(invalid(
                             "kernel and stride must be at least 1, padding at most half the kernel"
@@ -527,6 +542,16 @@ impl<T: Float> SequentialBuilder<T> {
                     match &shape {
                         Some((s, from)) if s.len() != 3 => {
                             return Err(mismatch("[c, h, w]".into(), s, *from, ""));
+                        }
+                        Some((s, _))
+                            if matches!(p, Pool2d::Max { kernel, padding, .. }
+                                | Pool2d::Avg { kernel, padding, .. }
+                                if limits::window_overflows(*kernel, *padding, Pair(1, 1), s[1], s[2])) =>
+                        {
+                            return Err(invalid(format!(
+                                "the window overflows with a {}x{} input",
+                                s[1], s[2]
+                            )));
                         }
                         Some((s, _)) => match p.output_size(s[1], s[2]) {
                             (0, _) | (_, 0) => {
@@ -562,24 +587,35 @@ impl<T: Float> SequentialBuilder<T> {
                     }
                 }
                 Spec::Reshape(r) => {
+                    let Some(values) = limits::values(r) else {
+                        return Err(invalid(format!("{r:?} has more values than usize holds")));
+                    };
                     if let Some((s, from)) = &shape
-                        && s.iter().product::<usize>() != r.iter().product::<usize>()
+                        && limits::values(s) != Some(values)
                     {
-                        return Err(mismatch(
-                            format!("{} elements", r.iter().product::<usize>()),
-                            s,
-                            *from,
-                            "",
-                        ));
+                        return Err(mismatch(format!("{values} elements"), s, *from, ""));
                     }
                     Some(r.clone())
                 }
-                Spec::Flatten => shape.as_ref().map(|(s, _)| vec![s.iter().product()]),
+                Spec::Flatten => match &shape {
+                    Some((s, _)) => match limits::values(s) {
+                        Some(values) => Some(vec![values]),
+                        None => {
+                            return Err(invalid(format!(
+                                "its input {s:?} has more values than usize holds"
+                            )));
+                        }
+                    },
+                    None => None,
+                },
                 Spec::Dropout(p) if !(0.0..1.0).contains(p) => {
                     return Err(invalid(format!("probability {p} is not in [0, 1)")));
                 }
                 Spec::Dropout(_) | Spec::Activation(_) => shape.as_ref().map(|(s, _)| s.clone()),
             };
+            if let Some(message) = limits::too_large::<T>(spec, out.as_deref()) {
+                return Err(invalid(message));
+            }
             // Layers that keep the shape keep its source too, so a mismatch names the layer
             // that set the size.
             let keeps = matches!(

@@ -2,6 +2,7 @@
 //! that layer sizes chain.
 
 mod builder;
+mod limits;
 
 use gradus_autograd::{Float, ParamStore, Var};
 
