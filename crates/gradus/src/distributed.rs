@@ -308,8 +308,6 @@ fn checksum<T: Float>(params: &ParamStore<T>) -> u64 {
     h
 }
 
-/// Compares the parameters' checksum across ranks: `Err` names the ranks that differ from
-/// rank 0.
 /// Compares configuration values across the ranks (one all-gather each, before training):
 /// the first that differs, with every rank's value in rank order.
 pub(crate) fn check_same(mpi: &Mpi, fields: &[(&str, u64)]) -> Result<(), String> {
@@ -325,6 +323,8 @@ pub(crate) fn check_same(mpi: &Mpi, fields: &[(&str, u64)]) -> Result<(), String
     Ok(())
 }
 
+/// Compares the parameters' checksum across ranks: `Err` names the ranks that differ from
+/// rank 0.
 pub(crate) fn check_in_step<T: Float>(mpi: &Mpi, params: &ParamStore<T>) -> Result<(), String> {
     let all = mpi.gather(checksum(params));
     let differ: Vec<usize> = (1..all.len()).filter(|&r| all[r] != all[0]).collect();

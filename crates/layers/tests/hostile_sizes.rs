@@ -101,3 +101,104 @@ fn ordinary_large_models_still_build() {
     let (model, _) = mnist().conv2d_with(padded).build(0).unwrap();
     assert_eq!(model.output_shape(), Some(&[8, 216, 216][..]));
 }
+
+/// For many random convolution and pooling settings, the builder's shape inference and the
+/// ops agree: an accepted model's forward gives the inferred shape, and a refused window is
+/// one the op refuses too.
+#[test]
+fn the_builders_shapes_are_the_ops_shapes() {
+    use gradus_autograd::Tape;
+    use gradus_autograd::ndarray::ArrayD;
+    use gradus_layers::{ForwardCtx, Module, Pool2d};
+    use rand::{Rng, SeedableRng};
+    use std::panic::AssertUnwindSafe;
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (mut built, mut refused) = (0, 0);
+    for case in 0..400 {
+        let (c, h, w) = (
+            rng.random_range(1..4),
+            rng.random_range(1..12),
+            rng.random_range(1..12),
+        );
+        let groups = if c % 2 == 0 {
+            rng.random_range(1..3)
+        } else {
+            1
+        };
+        let conv = Conv2dConfig {
+            stride: Pair(rng.random_range(1..4), rng.random_range(1..4)),
+            padding: Pair(rng.random_range(0..3), rng.random_range(0..3)),
+            dilation: Pair(rng.random_range(1..3), rng.random_range(1..3)),
+            groups,
+            ..Conv2dConfig::new(
+                c,
+                2 * groups,
+                (rng.random_range(1..5), rng.random_range(1..5)),
+            )
+        };
+        let kernel = rng.random_range(1..4);
+        let pool_padding = rng.random_range(0..=kernel / 2);
+        let stride = rng.random_range(1..3);
+        let pool = match case % 3 {
+            0 => Pool2d::Max {
+                kernel: Pair(kernel, kernel),
+                stride: Pair(stride, stride),
+                padding: Pair(pool_padding, pool_padding),
+            },
+            1 => Pool2d::Avg {
+                kernel: Pair(kernel, kernel),
+                stride: Pair(stride, stride),
+                padding: Pair(pool_padding, pool_padding),
+            },
+            _ => Pool2d::AdaptiveAvg {
+                output: Pair(kernel, stride),
+            },
+        };
+        let builder = Sequential::<f32>::new().input(&[c, h, w]).conv2d_with(conv);
+        let builder = match pool {
+            Pool2d::Max { .. } => builder.max_pool2d_with(kernel, stride, pool_padding),
+            Pool2d::Avg { .. } => builder.avg_pool2d_with(kernel, stride, pool_padding),
+            Pool2d::AdaptiveAvg { output } => builder.adaptive_avg_pool2d(output),
+        };
+        let x = ArrayD::<f32>::ones(vec![2, c, h, w]);
+        let run = |model: &Sequential<f32>, params| {
+            let tape = Tape::<f32>::no_grad();
+            model
+                .forward(params, tape.constant(x.clone()), &mut ForwardCtx::eval())
+                .shape()
+        };
+        match builder.build(0) {
+            Ok((model, params)) => {
+                built += 1;
+                let inferred = model
+                    .output_shape()
+                    .expect("the input shape is given")
+                    .to_vec();
+                assert_eq!(
+                    run(&model, &params)[1..],
+                    inferred[..],
+                    "case {case}: {conv:?}"
+                );
+            }
+            Err(e) => {
+                refused += 1;
+                // The same layers pushed without the builder's check: the ops refuse too.
+                let mut model = Sequential::<f32>::empty();
+                let mut b = gradus_layers::ParamBuilder::<f32>::new(0);
+                model.push(conv.init(&mut b, "0").unwrap());
+                model.push(pool);
+                let params = b.finish();
+                let runs = std::panic::catch_unwind(AssertUnwindSafe(|| run(&model, &params)));
+                assert!(
+                    runs.is_err(),
+                    "case {case}: refused ({e}) but the layers run"
+                );
+            }
+        }
+    }
+    assert!(
+        built > 100 && refused > 20,
+        "{built} built, {refused} refused"
+    );
+}
