@@ -1,109 +1,125 @@
-//! Microseconds per product `y = x W^T` (x: m x k, W: n x k) for the shapes of W1 and W2's
-//! layers at a whole batch and at a worker's half: matrixmultiply and `gemm` reading `W^T`
-//! as a strided view of PyTorch's [out, in] layout (what gradus's `linear` does), and
-//! matrixmultiply reading a row-major [in, out] copy. Medians of 5 runs of 1000 products,
-//! one thread.
+//! Microseconds (and GFLOP/s) per product `C = A B` for the products one training step of
+//! W1, W2 and W3 runs, forward and backward, with matrixmultiply (gradus's default backend)
+//! and faer's `gemm` crate, both on one thread, each operand in the layout gradus hands over
+//! (`W^T` of a linear layer is a strided view of PyTorch's [out, in] weight; a convolution's
+//! columns are `[c kh kw, positions]`, so its weight gradient reads them transposed).
+//! Medians of 5 runs of 300 products.
 
 use std::time::Instant;
+
+/// How a `rows x cols` operand is laid out in memory.
+#[derive(Clone, Copy)]
+enum Layout {
+    RowMajor,
+    /// The transpose of a row-major matrix (unit stride down the rows).
+    Transposed,
+}
+
+impl Layout {
+    fn strides(self, rows: usize, cols: usize) -> (isize, isize) {
+        match self {
+            Layout::RowMajor => (cols as isize, 1),
+            Layout::Transposed => (1, rows as isize),
+        }
+    }
+}
 
 fn micros(mut product: impl FnMut()) -> f64 {
     let mut runs: Vec<f64> = (0..5)
         .map(|_| {
             let start = Instant::now();
-            for _ in 0..1000 {
+            for _ in 0..300 {
                 product();
             }
-            start.elapsed().as_secs_f64() * 1e3
+            start.elapsed().as_secs_f64() * 1e6 / 300.0
         })
         .collect();
     runs.sort_by(f64::total_cmp);
     runs[2]
 }
 
+fn row(name: &str, (m, k, n): (usize, usize, usize), a_layout: Layout, b_layout: Layout) {
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 / 17.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 / 13.0).collect();
+    let mut c = vec![0f32; m * n];
+    let (a_rs, a_cs) = a_layout.strides(m, k);
+    let (b_rs, b_cs) = b_layout.strides(k, n);
+    // SAFETY (both): the pointers and strides describe the vectors above.
+    let mm = micros(|| unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            a_rs,
+            a_cs,
+            b.as_ptr(),
+            b_rs,
+            b_cs,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    });
+    let faer = micros(|| unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    });
+    let flops = 2.0 * (m * k * n) as f64 / 1e3; // per microsecond: GFLOP/s
+    println!(
+        "| {name} | {m} x {k} x {n} | {mm:.1} us ({:.0}) | {faer:.1} us ({:.0}) |",
+        flops / mm,
+        flops / faer
+    );
+}
+
 fn main() {
-    let shapes = [
+    use Layout::{RowMajor as R, Transposed as T};
+    println!("| product | m x k x n | matrixmultiply (GFLOP/s) | `gemm` (GFLOP/s) |");
+    println!("| --- | --- | ---: | ---: |");
+    // Linear layers: forward x W^T, weight gradient dY^T x, input gradient dY W.
+    for (name, batch, inputs, outputs) in [
         ("W1 layer 1, 2 workers", 32, 784, 128),
         ("W1 layer 1, 1 worker", 64, 784, 128),
         ("W2 layer 1, 2 workers", 128, 784, 512),
         ("W2 layer 2, 2 workers", 128, 512, 512),
-    ];
-    println!(
-        "| product | m x k x n | matrixmultiply, W [out, in] | matrixmultiply, W [in, out] | gemm, W [out, in] |"
-    );
-    println!("| --- | --- | ---: | ---: | ---: |");
-    for (name, m, k, n) in shapes {
-        let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 / 17.0).collect();
-        let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 / 13.0).collect();
-        let mut wt = vec![0f32; k * n];
-        for (o, row) in w.chunks(k).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                wt[i * n + o] = v;
-            }
-        }
-        let mut y = vec![0f32; m * n];
-        let (k_, n_) = (k as isize, n as isize);
-        // SAFETY (all three): the pointers and strides describe the vectors above.
-        let strided = micros(|| unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                x.as_ptr(),
-                k_,
-                1,
-                w.as_ptr(),
-                1,
-                k_,
-                0.0,
-                y.as_mut_ptr(),
-                n_,
-                1,
-            );
-        });
-        let row_major = micros(|| unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                x.as_ptr(),
-                k_,
-                1,
-                wt.as_ptr(),
-                n_,
-                1,
-                0.0,
-                y.as_mut_ptr(),
-                n_,
-                1,
-            );
-        });
-        let faer = micros(|| unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                y.as_mut_ptr(),
-                1,
-                n_,
-                false,
-                x.as_ptr(),
-                1,
-                k_,
-                w.as_ptr(),
-                k_,
-                1,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        });
-        println!(
-            "| {name} | {m} x {k} x {n} | {strided:.1} us | {row_major:.1} us | {faer:.1} us |"
+        ("W3 linear 1600 -> 128", 64, 1600, 128),
+    ] {
+        row(&format!("{name}: forward"), (batch, inputs, outputs), R, T);
+        row(
+            &format!("{name}: forward, W stored [in, out]"),
+            (batch, inputs, outputs),
+            R,
+            R,
         );
+        row(&format!("{name}: weight gradient"), (outputs, batch, inputs), T, R);
     }
+    row("W2 layer 2, 2 workers: input gradient", (128, 512, 512), R, R);
+    // W3's convolutions, one block of samples each (3 for conv 2, 21 for conv 1).
+    row("W3 conv 2: forward, W cols", (64, 288, 363), R, R);
+    row("W3 conv 2: weight gradient, dY cols^T", (64, 363, 288), R, T);
+    row("W3 conv 2: column gradient, W^T dY", (288, 64, 363), T, R);
+    row("W3 conv 1: forward", (32, 9, 676 * 21), R, R);
+    row("W3 conv 1: weight gradient", (32, 676 * 21, 9), R, T);
 }
