@@ -19,7 +19,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use gradus::checkpoint;
 use gradus::data::mnist::{Mnist, Provenance};
-use gradus::layers::{Conv2dConfig, Sequential};
+use gradus::layers::{Conv2dConfig, Sequential, SequentialBuilder};
 use gradus::optim::{Adagrad, Adam, Optimizer, RmsProp, Schedule, Sgd};
 use gradus::{BatchSize, Loss, Progress, Trainer, TrainerConfig, evaluate};
 
@@ -64,7 +64,8 @@ impl Opt {
 enum Model {
     /// A multi-layer perceptron (--hidden sizes, --dropout).
     Mlp,
-    /// A convolutional network: two conv-BN-ReLU-maxpool blocks and two linear layers.
+    /// A convolutional network: two conv-BN-ReLU-maxpool blocks, then linear layers
+    /// (--hidden sizes, --dropout).
     Cnn,
 }
 
@@ -100,9 +101,10 @@ struct Args {
     /// Samples per step: 1 = stochastic GD, 60000 = batch GD, otherwise mini-batch GD.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
-    /// Hidden layer sizes, comma-separated.
-    #[arg(long, default_value = "256,128", value_parser = hidden_size, value_delimiter = ',')]
-    hidden: Vec<usize>,
+    /// Hidden layer sizes, comma-separated (default: 256,128 for the MLP; 128 for the CNN's
+    /// linear layers after its convolutions).
+    #[arg(long, value_parser = hidden_size, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
     /// Dropout after each hidden layer (0 for none).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     dropout: f64,
@@ -118,8 +120,10 @@ struct Args {
     /// Also export the weights as safetensors (loadable with safetensors.torch.load_file).
     #[arg(long)]
     safetensors: Option<PathBuf>,
-    /// Load weights from this file and report the test accuracy instead of training.
-    #[arg(long)]
+    /// Load weights from this file and report the test accuracy instead of training (the
+    /// model's flags must be the ones it was trained with; --safetensors and --plot-filters
+    /// then export the loaded weights).
+    #[arg(long, conflicts_with_all = TRAINING_ONLY)]
     eval: Option<PathBuf>,
     /// Draw the first convolution's learned filters into this PNG (--model cnn).
     #[arg(long)]
@@ -136,6 +140,29 @@ struct Args {
     /// Print only the final result.
     #[arg(long)]
     quiet: bool,
+}
+
+/// The flags that only training reads: refused with --eval rather than ignored.
+const TRAINING_ONLY: [&str; 8] = [
+    "optimizer",
+    "lr",
+    "schedule",
+    "epochs",
+    "batch_size",
+    "output",
+    "workers",
+    "train_limit",
+];
+
+impl Args {
+    /// The hidden layers' sizes: the MLP's, or the CNN's linear layers after its
+    /// convolutions.
+    fn hidden(&self) -> Vec<usize> {
+        self.hidden.clone().unwrap_or_else(|| match self.model {
+            Model::Mlp => vec![256, 128],
+            Model::Cnn => vec![128],
+        })
+    }
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -189,6 +216,16 @@ fn check_writable(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write the output {}: {e}", path.display()))
 }
 
+/// Whether two paths name one file: the same text, or the same file once resolved (where
+/// both exist).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
 /// The most parameters a model of this example may have (1 GiB of f32 weights): sizes from
 /// flags or from the data's image size are checked against it before anything is allocated.
 const MAX_PARAMETERS: u64 = 1 << 28;
@@ -197,17 +234,14 @@ const MAX_PARAMETERS: u64 = 1 << 28;
 fn parameter_count(args: &Args, (rows, cols): (usize, usize)) -> Option<u64> {
     let linear = |i: u64, o: u64| i.checked_mul(o)?.checked_add(o);
     let (rows, cols) = (rows as u64, cols as u64);
-    if args.model == Model::Cnn {
-        let flat = 64u64.checked_mul(rows / 4)?.checked_mul(cols / 4)?;
-        return [9 * 32, 64, 32 * 9 * 64, 128]
-            .into_iter()
-            .try_fold(0u64, |a, n| a.checked_add(n))?
-            .checked_add(linear(flat, 128)?)?
-            .checked_add(linear(128, 10)?);
-    }
-    let mut width = rows.checked_mul(cols)?;
-    let mut total = 0u64;
-    for &h in &args.hidden {
+    let (mut width, mut total) = if args.model == Model::Cnn {
+        // Both convolutions and their BatchNorms' weights and biases.
+        let convs = 9 * 32 + 2 * 32 + 32 * 9 * 64 + 2 * 64;
+        (64u64.checked_mul(rows / 4)?.checked_mul(cols / 4)?, convs)
+    } else {
+        (rows.checked_mul(cols)?, 0u64)
+    };
+    for &h in &args.hidden() {
         total = total.checked_add(linear(width, h as u64)?)?;
         width = h as u64;
     }
@@ -227,7 +261,7 @@ fn build_model(
             ..Conv2dConfig::new(i, o, 3)
         };
         let (h, w) = (rows / 4, cols / 4);
-        let mut builder = Sequential::<f32>::new()
+        let builder = Sequential::<f32>::new()
             .input(&[inputs])
             .reshape(&[1, rows, cols])
             .conv2d_with(conv(1, 32))
@@ -238,30 +272,32 @@ fn build_model(
             .batch_norm2d(64)
             .relu()
             .max_pool2d(2)
-            .flatten()
-            .linear(64 * h * w, 128)
-            .relu();
-        if args.dropout > 0.0 {
-            builder = builder.dropout(args.dropout);
-        }
-        return builder
-            .linear(128, 10)
+            .flatten();
+        return dense(builder, 64 * h * w, args)
             .build(args.seed)
             .map_err(|e| e.to_string());
     }
-    let mut builder = Sequential::<f32>::new();
+    dense(Sequential::<f32>::new(), inputs, args)
+        .build(args.seed)
+        .map_err(|e| e.to_string())
+}
+
+/// The hidden linear layers (ReLU, then dropout if asked) from `inputs` features, and the
+/// output layer of 10 classes.
+fn dense(
+    mut builder: SequentialBuilder<f32>,
+    inputs: usize,
+    args: &Args,
+) -> SequentialBuilder<f32> {
     let mut width = inputs;
-    for &h in &args.hidden {
+    for h in args.hidden() {
         builder = builder.linear(width, h).relu();
         if args.dropout > 0.0 {
             builder = builder.dropout(args.dropout);
         }
         width = h;
     }
-    builder
-        .linear(width, 10)
-        .build(args.seed)
-        .map_err(|e| e.to_string())
+    builder.linear(width, 10)
 }
 
 /// The MPI job this process is a rank of (`--features mpi`), or nothing.
@@ -348,34 +384,33 @@ fn run(job: Job) -> ExitCode {
     if args.plot_filters.is_some() && args.model != Model::Cnn {
         return usage_error("--plot-filters draws a CNN's filters: add --model cnn");
     }
-    if args.eval.is_none() {
-        if let Err(e) = check_writable(&output) {
-            return usage_error(e);
-        }
-        if let Some(png) = &args.plot_filters
-            && let Err(e) = check_writable(png)
+    // Every file this run writes (with --eval: the loaded weights' exports, never the file
+    // it reads), checked up front so a long run cannot fail at the end.
+    let written = [
+        ("--output", args.eval.is_none().then_some(output.as_path())),
+        ("--safetensors", args.safetensors.as_deref()),
+        ("--plot-filters", args.plot_filters.as_deref()),
+    ];
+    let outputs: Vec<(&str, &Path)> = written
+        .into_iter()
+        .filter_map(|(flag, p)| p.map(|p| (flag, p)))
+        .collect();
+    for (i, (a, pa)) in outputs.iter().enumerate() {
+        if let Some(read) = &args.eval
+            && same_file(pa, read)
         {
-            return usage_error(e);
+            return usage_error(format!(
+                "{a} names {}, the weights --eval reads: it would overwrite them",
+                pa.display()
+            ));
         }
-        let outputs: Vec<(&str, &Path)> = [("--output", Some(output.as_path()))]
-            .into_iter()
-            .chain([
-                ("--safetensors", args.safetensors.as_deref()),
-                ("--plot-filters", args.plot_filters.as_deref()),
-            ])
-            .filter_map(|(flag, p)| p.map(|p| (flag, p)))
-            .collect();
-        for (i, (a, pa)) in outputs.iter().enumerate() {
-            if let Some((b, _)) = outputs[i + 1..].iter().find(|(_, pb)| pb == pa) {
-                return usage_error(format!(
-                    "{a} and {b} name the same file {}: one would overwrite the other",
-                    pa.display()
-                ));
-            }
+        if let Some((b, _)) = outputs[i + 1..].iter().find(|(_, pb)| same_file(pa, pb)) {
+            return usage_error(format!(
+                "{a} and {b} name the same file {}: one would overwrite the other",
+                pa.display()
+            ));
         }
-        if let Some(st) = &args.safetensors
-            && let Err(e) = check_writable(st)
-        {
+        if let Err(e) = check_writable(pa) {
             return usage_error(e);
         }
     }
@@ -444,7 +479,7 @@ fn run(job: Job) -> ExitCode {
             eval.loss,
             100.0 * eval.accuracy.unwrap_or(0.0)
         );
-        return ExitCode::SUCCESS;
+        return export(&args, &params);
     }
 
     let cnn = args.model == Model::Cnn;
@@ -530,21 +565,8 @@ fn run(job: Job) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
-    if let Some(st) = &args.safetensors
-        && let Err(e) = checkpoint::export_safetensors(st, &params)
-    {
-        eprintln!("error: {e}");
+    if export(&args, &params) != ExitCode::SUCCESS {
         return ExitCode::from(1);
-    }
-    if let Some(png) = &args.plot_filters {
-        match plot_filters(png, &params) {
-            Ok(n) if !args.quiet => println!("{n} first-layer filters drawn to {}", png.display()),
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        }
     }
     println!(
         "test accuracy {:.2}% (loss {:.4}) after {} epochs, {:.1}s of training; weights saved to {}",
@@ -554,6 +576,31 @@ fn run(job: Job) -> ExitCode {
         train_secs,
         output.display()
     );
+    ExitCode::SUCCESS
+}
+
+/// Writes what --safetensors and --plot-filters ask for from `params`.
+fn export(args: &Args, params: &gradus::ParamStore<f32>) -> ExitCode {
+    if let Some(st) = &args.safetensors {
+        match checkpoint::export_safetensors(st, params) {
+            Ok(()) if !args.quiet => println!("safetensors written to {}", st.display()),
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if let Some(png) = &args.plot_filters {
+        match plot_filters(png, params) {
+            Ok(n) if !args.quiet => println!("{n} first-layer filters drawn to {}", png.display()),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -62,11 +62,26 @@ fn invalid_values_exit_2_with_one_line_and_leave_weights_untouched() {
             "/nonexistent/w.gradus",
         ),
         (vec!["--eval", out], "not a gradus weights file"),
+        // Flags only training reads are refused with --eval, not ignored.
+        (
+            vec!["--eval", out, "--epochs", "3"],
+            "'--eval <EVAL>' cannot be used with '--epochs <EPOCHS>'",
+        ),
+        (
+            vec!["--eval", out, "--output", "other.gradus"],
+            "cannot be used with '--output <OUTPUT>'",
+        ),
+        (vec!["--eval", out, "--workers", "2"], "cannot be used with"),
+        // An export must not overwrite the weights it exports.
+        (
+            vec!["--eval", out, "--safetensors", out],
+            "the weights --eval reads: it would overwrite them",
+        ),
     ];
     for (args, expected) in cases {
         let mut cmd = Command::new(&bin);
         cmd.args(&args).arg("--quiet").env_remove("MNIST_DIR");
-        if !args.contains(&"--output") {
+        if !args.contains(&"--output") && !args.contains(&"--eval") {
             cmd.args(["--output", out]);
         }
         let result = cmd.output().unwrap();
@@ -141,6 +156,7 @@ fn an_epoch_count_whose_steps_overflow_is_a_usage_error() {
 
 #[test]
 fn the_cnn_trains_draws_its_filters_and_reloads_with_its_buffers() {
+    // `--hidden 32`: the linear layers after the convolutions (128 by default).
     let bin = example();
     let dir = tempfile::tempdir().unwrap();
     let (out, png, st) = (
@@ -156,6 +172,8 @@ fn the_cnn_trains_draws_its_filters_and_reloads_with_its_buffers() {
             "1",
             "--train-limit",
             "256",
+            "--hidden",
+            "32",
             "--quiet",
         ])
         .arg("--output")
@@ -184,9 +202,15 @@ fn the_cnn_trains_draws_its_filters_and_reloads_with_its_buffers() {
     assert!(!trained.is_empty(), "{stdout}");
     assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
     assert!(st.is_file());
+    // Evaluating exports the loaded weights too: the same safetensors, the same picture.
+    let (png2, st2) = (dir.path().join("again.png"), dir.path().join("again.st"));
     let eval = Command::new(&bin)
-        .args(["--model", "cnn", "--eval"])
+        .args(["--model", "cnn", "--hidden", "32", "--eval"])
         .arg(&out)
+        .arg("--plot-filters")
+        .arg(&png2)
+        .arg("--safetensors")
+        .arg(&st2)
         .env_remove("MNIST_DIR")
         .output()
         .unwrap();
@@ -194,6 +218,21 @@ fn the_cnn_trains_draws_its_filters_and_reloads_with_its_buffers() {
     assert!(eval.status.success(), "{text}");
     // The running statistics came back with the weights: the same accuracy.
     assert_eq!(accuracy(&text), trained, "{text}");
+    assert_eq!(std::fs::read(&st2).unwrap(), std::fs::read(&st).unwrap());
+    assert_eq!(std::fs::read(&png2).unwrap(), std::fs::read(&png).unwrap());
+    // The default head (128) is another model: its weights do not load, naming the layer.
+    let other = Command::new(&bin)
+        .args(["--model", "cnn", "--quiet", "--eval"])
+        .arg(&out)
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("shape of 10.weight: expected [128, 3136], found [32, 3136]"),
+        "{stderr}"
+    );
 
     let refused = Command::new(&bin)
         .args(["--plot-filters"])
