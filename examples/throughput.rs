@@ -141,6 +141,8 @@ fn main() {
     trainer.config.epochs = 4;
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let gemm_before = GEMM_ALLOCATIONS.load(Ordering::Relaxed);
+    #[cfg(feature = "mpi")]
+    let reduce_before = mpi.reduce_stats();
     let history = trainer
         .fit(&model, &mut params, &mnist.train, None)
         .expect("training runs");
@@ -157,11 +159,32 @@ fn main() {
         .map(|e| e.samples_per_sec)
         .collect();
     rates.sort_by(f64::total_cmp);
+    // Under MPI: what the timed epochs spent in the gradients' allreduce (waiting for the
+    // slowest rank included) and in copying to and from its flat buffer, per step.
+    #[cfg(feature = "mpi")]
+    let reduce = {
+        let s = mpi.reduce_stats();
+        let (steps, ms) = ((s.steps - reduce_before.steps) as f64, |secs: f64| {
+            1e3 * secs
+        });
+        if s.steps > reduce_before.steps {
+            format!(
+                ", \"allreduce_ms_per_step\": {:.3}, \"copy_ms_per_step\": {:.3}, \"allreduce_values\": {}",
+                ms(s.allreduce_secs - reduce_before.allreduce_secs) / steps,
+                ms(s.copy_secs - reduce_before.copy_secs) / steps,
+                s.values
+            )
+        } else {
+            String::new()
+        }
+    };
+    #[cfg(not(feature = "mpi"))]
+    let reduce = "";
     if rank != 0 {
         return;
     }
     println!(
-        "{{\"impl\": \"gradus{}{}{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {}, \"allocations_per_step\": {allocations_per_step:.2}, \"gemm_allocations_per_step\": {gemm_allocations_per_step:.2}}}",
+        "{{\"impl\": \"gradus{}{}{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {}, \"allocations_per_step\": {allocations_per_step:.2}, \"gemm_allocations_per_step\": {gemm_allocations_per_step:.2}{reduce}}}",
         if cfg!(feature = "openblas") {
             "+openblas"
         } else {

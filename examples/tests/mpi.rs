@@ -1,7 +1,8 @@
 //! The MNIST example over MPI (`--features mpi`, run under `mpirun -n 2`): two ranks of one
 //! worker each give the same weights, bit for bit, as one process with two workers (an MLP
 //! with dropout, and a CNN with BatchNorm), the accuracy of one worker; a failing rank ends
-//! the job; an interrupted job resumes bit-identically (`mpi_resume`). Without `mpirun`
+//! the job; an interrupted job resumes bit-identically (`mpi_resume`); the throughput runner
+//! reports what the allreduce costs. Without `mpirun`
 //! (MPICH: apt-get install mpich libmpich-dev) they skip, saying so.
 #![cfg(feature = "mpi")]
 
@@ -204,4 +205,43 @@ fn an_interrupted_job_resumes_bit_identically() {
         stdout.contains("2 ranks: resumed run bit-identical to the uninterrupted one: true"),
         "{stdout}"
     );
+}
+
+#[test]
+fn the_throughput_runner_reports_what_the_allreduce_costs() {
+    if !have_mpirun() {
+        return;
+    }
+    // One step per epoch: the whole training set as one batch, half on each rank.
+    let output = Command::new("mpirun")
+        .args(["-n", "2"])
+        .arg(built("throughput"))
+        .arg("w1")
+        .env("BATCH", "60000")
+        .env("SKIP_ACCURACY", "1")
+        .env("MATMUL_NUM_THREADS", "1")
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Rank 0 alone prints, one line.
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let field = |name: &str| -> f64 {
+        let rest = lines[0]
+            .split(&format!("\"{name}\": "))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        rest.split([',', '}']).next().unwrap().parse().unwrap()
+    };
+    assert!(lines[0].contains("\"impl\": \"gradus-mpi2\""), "{text}");
+    // W1's parameters: 784 x 128 + 128 + 128 x 10 + 10.
+    assert_eq!(field("allreduce_values"), 101_770.0);
+    assert!(field("allreduce_ms_per_step") > 0.0, "{text}");
+    assert!(field("copy_ms_per_step") > 0.0, "{text}");
 }

@@ -48,6 +48,8 @@ pub struct Mpi {
     world: SimpleCommunicator,
     /// Ranks on this machine (sharing its memory), this one included.
     local: usize,
+    /// What this process's trainers have spent on reducing gradients.
+    stats: std::sync::Mutex<ReduceStats>,
     // Dropped last: finalises MPI.
     _universe: Universe,
 }
@@ -96,6 +98,7 @@ impl Mpi {
         Some(Mpi {
             world,
             local,
+            stats: Default::default(),
             _universe: universe,
         })
     }
@@ -132,6 +135,21 @@ impl Mpi {
     /// ```
     pub fn local_size(&self) -> usize {
         self.local
+    }
+
+    /// The time this process's trainers have spent reducing gradients across the ranks, so
+    /// far: how communication-bound a job is (docs/distributed.md's cost model, measured).
+    ///
+    /// ```no_run
+    /// let mpi = gradus::distributed::Mpi::init().unwrap();
+    /// // ... trainer.distributed(mpi.clone()).fit(...) ...
+    /// let s = mpi.reduce_stats();
+    /// if s.steps > 0 {
+    ///     println!("{:.2} ms per step in the allreduce", 1e3 * s.allreduce_secs / s.steps as f64);
+    /// }
+    /// ```
+    pub fn reduce_stats(&self) -> ReduceStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ends every rank of the job with `code` (`MPI_Abort`), after printing `message`.
@@ -203,6 +221,19 @@ impl Mpi {
     }
 }
 
+/// What the gradient reductions of a process cost: [`Mpi::reduce_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReduceStats {
+    /// Steps whose gradients were summed across the ranks.
+    pub steps: u64,
+    /// Values in the last step's flat buffer (every gradient and buffer update).
+    pub values: usize,
+    /// Seconds in the gradients' `MPI_Allreduce`, waiting for the slowest rank included.
+    pub allreduce_secs: f64,
+    /// Seconds copying the gradients into the flat buffer and the sums back out.
+    pub copy_secs: f64,
+}
+
 /// The reusable buffers of one trainer's reductions.
 #[derive(Default)]
 pub(crate) struct Reducer<T: Float> {
@@ -222,6 +253,7 @@ impl<T: Float> Reducer<T> {
         metrics: &mut MetricSums,
         updates: &mut BufferUpdates<T>,
     ) {
+        let start = std::time::Instant::now();
         // One flat buffer: every gradient, then every buffer update.
         self.send.clear();
         for g in grads.arrays_mut() {
@@ -234,7 +266,9 @@ impl<T: Float> Reducer<T> {
         if self.recv.len() != self.send.len() {
             self.recv = vec![T::zero(); self.send.len()];
         }
+        let packed = std::time::Instant::now();
         mpi.sum(&self.send, &mut self.recv);
+        let summed = std::time::Instant::now();
         let mut at = 0;
         for g in grads.arrays_mut() {
             at = unpack(&self.recv, at, g, None);
@@ -242,6 +276,13 @@ impl<T: Float> Reducer<T> {
         let ranks = T::of(mpi.size() as f64);
         for u in updates.arrays_mut() {
             at = unpack(&self.recv, at, u, Some(ranks));
+        }
+        {
+            let mut stats = mpi.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats.steps += 1;
+            stats.values = self.send.len();
+            stats.allreduce_secs += (summed - packed).as_secs_f64();
+            stats.copy_secs += (packed - start).as_secs_f64() + summed.elapsed().as_secs_f64();
         }
         let mut small = [
             *loss,
