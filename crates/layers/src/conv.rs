@@ -69,7 +69,15 @@ impl Conv2dConfig {
     }
 
     /// The output's height and width for an input of `h x w`, or zeros when the kernel does
-    /// not fit.
+    /// not fit. Sizes past `usize` saturate (the builder refuses such a layer).
+    ///
+    /// ```
+    /// use gradus_layers::{Conv2dConfig, Pair};
+    /// let wide = Conv2dConfig { padding: Pair(usize::MAX / 2, 0), ..Conv2dConfig::new(1, 1, 3) };
+    /// assert_eq!(wide.output_size(28, 28).1, 26);
+    /// assert!(wide.output_size(28, 28).0 > usize::MAX / 2);
+    /// assert_eq!(Conv2dConfig::new(1, 1, 5).output_size(4, 4), (0, 0));
+    /// ```
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
         // Saturating: an absurd padding gives an absurd size (refused by the builder), not a
         // wrapped-around plausible one.
