@@ -2,7 +2,7 @@
 //! with PyTorch's defaults, initialisation and `state_dict` names.
 
 use gradus_autograd::ndarray::ArrayD;
-use gradus_autograd::ops::conv::Pair;
+use gradus_autograd::ops::conv::{Pair, window_output_len};
 use gradus_autograd::{BufferId, DuplicateName, Float, ParamId, ParamStore, Var};
 
 use crate::{ForwardCtx, Init, Module, ParamBuilder};
@@ -82,9 +82,7 @@ impl Conv2dConfig {
         // Saturating: an absurd padding gives an absurd size (refused by the builder), not a
         // wrapped-around plausible one.
         let out = |len: usize, k: usize, s: usize, p: usize, d: usize| {
-            len.saturating_add(p.saturating_mul(2))
-                .checked_sub(d.saturating_mul(k.max(1) - 1).saturating_add(1))
-                .map_or(0, |v| v / s.max(1) + 1)
+            window_output_len(len, k, s, p, d).unwrap_or(usize::MAX)
         };
         (
             out(

@@ -34,6 +34,36 @@ impl From<(usize, usize)> for Pair {
     }
 }
 
+/// How many windows of `kernel` elements spread by `dilation`, stepping by `stride`, fit along
+/// an axis of `len` elements padded by `padding` on each side (PyTorch's output size):
+/// `Some(0)` when none fits, `None` when the padded axis or the window's span passes
+/// `usize`. Every window op, and the layers' shape inference, size their outputs with it.
+///
+/// ```
+/// use gradus_autograd::ops::conv::window_output_len;
+/// assert_eq!(window_output_len(28, 3, 1, 1, 1), Some(28)); // "same" padding
+/// assert_eq!(window_output_len(28, 3, 2, 0, 2), Some(12));
+/// assert_eq!(window_output_len(2, 5, 1, 0, 1), Some(0));
+/// assert_eq!(window_output_len(28, 3, 1, usize::MAX / 2, 1), None);
+/// ```
+pub fn window_output_len(
+    len: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Option<usize> {
+    let padded = padding.checked_mul(2)?.checked_add(len)?;
+    let span = dilation
+        .checked_mul(kernel.saturating_sub(1))?
+        .checked_add(1)?;
+    Some(
+        padded
+            .checked_sub(span)
+            .map_or(0, |v| v / stride.max(1) + 1),
+    )
+}
+
 /// Where every window of a convolution or pooling lies.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Geometry {
@@ -74,19 +104,16 @@ impl Geometry {
             "{op}: kernel {kernel:?}, stride {stride:?} and dilation {dilation:?} must be at least 1"
         );
         // Checked: a huge padding or dilation must not wrap around into a plausible size.
-        let padded = |len: usize, p: usize| p.checked_mul(2).and_then(|p2| len.checked_add(p2));
-        let span = |k: usize, d: usize| d.checked_mul(k - 1).and_then(|s| s.checked_add(1));
-        let sizes = padded(h, padding.0)
-            .zip(padded(w, padding.1))
-            .zip(span(kernel.0, dilation.0).zip(span(kernel.1, dilation.1)));
-        let Some(((eh, ew), (sh, sw))) = sizes else {
+        let oh = window_output_len(h, kernel.0, stride.0, padding.0, dilation.0);
+        let ow = window_output_len(w, kernel.1, stride.1, padding.1, dilation.1);
+        let Some((oh, ow)) = oh.zip(ow) else {
             panic!(
                 "{op}: padding {padding:?} or dilation {dilation:?} overflows with input \
                  {input:?} and kernel {kernel:?}"
             )
         };
         assert!(
-            eh >= sh && ew >= sw,
+            oh > 0 && ow > 0,
             "{op}: input {input:?} padded by {padding:?} is smaller than the kernel {kernel:?} \
              (dilation {dilation:?})"
         );
@@ -100,8 +127,8 @@ impl Geometry {
             stride,
             padding,
             dilation,
-            oh: (eh - sh) / stride.0 + 1,
-            ow: (ew - sw) / stride.1 + 1,
+            oh,
+            ow,
         }
     }
 

@@ -2,7 +2,7 @@
 //! an arithmetic overflow or an aborted allocation at the first forward.
 
 use gradus_autograd::Float;
-use gradus_autograd::ops::conv::Pair;
+use gradus_autograd::ops::conv::{Pair, window_output_len};
 
 use super::builder::Spec;
 
@@ -67,13 +67,6 @@ pub(super) fn window_overflows(
     h: usize,
     w: usize,
 ) -> bool {
-    let padded = |len: usize, p: usize| p.checked_mul(2).and_then(|p2| len.checked_add(p2));
-    let span = |k: usize, d: usize| {
-        d.checked_mul(k.saturating_sub(1))
-            .and_then(|s| s.checked_add(1))
-    };
-    padded(h, padding.0).is_none()
-        || padded(w, padding.1).is_none()
-        || span(kernel.0, dilation.0).is_none()
-        || span(kernel.1, dilation.1).is_none()
+    window_output_len(h, kernel.0, 1, padding.0, dilation.0).is_none()
+        || window_output_len(w, kernel.1, 1, padding.1, dilation.1).is_none()
 }
