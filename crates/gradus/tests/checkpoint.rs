@@ -233,6 +233,23 @@ fn safetensors_round_trip_keeps_names_shapes_and_values() {
 }
 
 #[test]
+fn the_same_weights_export_to_the_same_safetensors_bytes() {
+    // Each export builds its metadata afresh (a new hash seed each time): with more than one
+    // metadata entry their order, and so the file, varied between exports.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, params) = mlp(1);
+    let export = |i: usize| {
+        let path = dir.path().join(format!("w{i}.safetensors"));
+        checkpoint::export_safetensors(&path, &params).unwrap();
+        std::fs::read(path).unwrap()
+    };
+    let first = export(0);
+    for i in 1..20 {
+        assert_eq!(export(i), first, "export {i} differs from the first");
+    }
+}
+
+#[test]
 fn special_files_are_refused_by_type_before_any_read() {
     let (_, mut params) = mlp(1);
     // /dev/zero never ends: reading it would grow until allocation fails.

@@ -46,12 +46,9 @@ pub fn export_safetensors<T: Float>(
             path: path.to_path_buf(),
             problem: e.to_string(),
         })?;
-    let mut meta = std::collections::HashMap::new();
-    meta.insert("format".to_string(), "pt".to_string());
-    meta.insert(
-        "library".to_string(),
-        format!("gradus {}", env!("CARGO_PKG_VERSION")),
-    );
+    // One entry only: the crate writes its metadata map in the map's (random) iteration
+    // order, so with two entries the same weights gave files that differed from run to run.
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| {
         CheckpointError::Safetensors {
             path: path.to_path_buf(),
