@@ -48,6 +48,7 @@ pub mod ops;
 mod params;
 mod pool;
 mod rule;
+mod simd;
 mod tape;
 mod value_and_grad;
 

@@ -74,6 +74,41 @@ fn max_row_2x2<T: Float>(
     }
 }
 
+/// 2x2 / stride 2 max pooling of every plane, one output row at a time from two input rows
+/// (compiled for AVX2 where the CPU has it: see `simd`).
+fn max_pool_2x2<T: Float>(xs: &[T], g: &Geometry, out: &mut [T], argmax: &mut [u32]) {
+    #[inline(always)]
+    fn body<T: Float>(xs: &[T], g: &Geometry, out: &mut [T], argmax: &mut [u32]) {
+        let p = g.positions();
+        for (plane, (dst, arg)) in out
+            .chunks_exact_mut(p)
+            .zip(argmax.chunks_exact_mut(p))
+            .enumerate()
+        {
+            let src = &xs[plane * g.h * g.w..][..g.h * g.w];
+            for (oy, (dst, arg)) in dst
+                .chunks_exact_mut(g.ow)
+                .zip(arg.chunks_exact_mut(g.ow))
+                .enumerate()
+            {
+                let top = &src[2 * oy * g.w..][..2 * g.ow];
+                let bottom = &src[(2 * oy + 1) * g.w..][..2 * g.ow];
+                max_row_2x2(top, bottom, (2 * oy * g.w) as u32, g.w as u32, dst, arg);
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        #[target_feature(enable = "avx2")]
+        fn wide<T: Float>(xs: &[T], g: &Geometry, out: &mut [T], argmax: &mut [u32]) {
+            body(xs, g, out, argmax)
+        }
+        // SAFETY: the CPU has AVX2.
+        return unsafe { wide(xs, g, out, argmax) };
+    }
+    body(xs, g, out, argmax)
+}
+
 /// The windows of a pooling op, checked as PyTorch does: padding at most half the kernel.
 fn window_geometry(
     op: &str,
@@ -124,21 +159,7 @@ impl<'t, T: Float> Var<'t, T> {
         // NaN propagates as the maximum, as in PyTorch.
         let two_by_two = padding == Pair(0, 0) && kernel == Pair(2, 2) && g.stride == Pair(2, 2);
         if two_by_two {
-            // The common 2x2 / stride 2 case, one output row at a time from two input rows.
-            for plane in 0..planes {
-                let src = &xs[plane * g.h * g.w..][..g.h * g.w];
-                let dst = &mut out_s[plane * g.positions()..][..g.positions()];
-                let arg = &mut argmax[plane * g.positions()..][..g.positions()];
-                for (oy, (dst, arg)) in dst
-                    .chunks_exact_mut(g.ow)
-                    .zip(arg.chunks_exact_mut(g.ow))
-                    .enumerate()
-                {
-                    let top = &src[2 * oy * g.w..][..2 * g.ow];
-                    let bottom = &src[(2 * oy + 1) * g.w..][..2 * g.ow];
-                    max_row_2x2(top, bottom, (2 * oy * g.w) as u32, g.w as u32, dst, arg);
-                }
-            }
+            max_pool_2x2(&xs, &g, out_s, &mut argmax);
         } else if padding == Pair(0, 0) {
             // Every window lies inside the input: no bounds to test.
             for plane in 0..planes {
