@@ -109,6 +109,24 @@ fn max_pool_2x2<T: Float>(xs: &[T], g: &Geometry, out: &mut [T], argmax: &mut [u
     body(xs, g, out, argmax)
 }
 
+/// The gradient of 2x2 / stride 2 max pooling: each plane cleared in one piece while it is
+/// in cache, then each window's maximum gets its output's gradient. (Clearing two rows at a
+/// time, one `memset` call each, was 2.3% of a W3 step; writing every element once with
+/// selects, 5.6%.)
+fn max_unpool_2x2<T: Float>(grads: &[T], argmax: &[u32], g: &Geometry, dx: &mut [T]) {
+    let p = g.positions();
+    for ((plane, args), grads) in dx
+        .chunks_exact_mut(g.h * g.w)
+        .zip(argmax.chunks_exact(p))
+        .zip(grads.chunks_exact(p))
+    {
+        plane.fill(T::zero());
+        for (&at, &gv) in args.iter().zip(grads) {
+            plane[at as usize] = gv;
+        }
+    }
+}
+
 /// The windows of a pooling op, checked as PyTorch does: padding at most half the kernel.
 fn window_geometry(
     op: &str,
@@ -218,31 +236,10 @@ impl<'t, T: Float> Var<'t, T> {
                 let gs = contiguous(grad);
                 let p = g.positions();
                 let dx = if two_by_two {
-                    // Windows that do not overlap: each input element is written once, the
-                    // window's maximum with its gradient and the others with zero; only a
-                    // last odd row or column, in no window, is cleared first.
+                    // Windows that do not overlap: each input element gets one gradient.
                     let mut dx = pool::scratch::<T>(&[g.n, g.c, g.h, g.w]);
                     let d = dx.as_slice_mut().expect("pooled storage is contiguous");
-                    for ((plane, args), grads) in d
-                        .chunks_exact_mut(g.h * g.w)
-                        .zip(argmax.chunks_exact(p))
-                        .zip(gs.chunks_exact(p))
-                    {
-                        if g.h % 2 == 1 {
-                            plane[(g.h - 1) * g.w..].fill(T::zero());
-                        }
-                        for oy in 0..g.oh {
-                            for iy in [2 * oy, 2 * oy + 1] {
-                                let line = &mut plane[iy * g.w..][..g.w];
-                                line[2 * g.ow..].fill(T::zero());
-                                line[..2 * g.ow].fill(T::zero());
-                            }
-                            for ox in 0..g.ow {
-                                let o = oy * g.ow + ox;
-                                plane[args[o] as usize] = grads[o];
-                            }
-                        }
-                    }
+                    max_unpool_2x2(&gs, &argmax, &g, d);
                     dx
                 } else {
                     let mut dx = pool::full::<T>(&[g.n, g.c, g.h, g.w], T::zero());
@@ -483,12 +480,19 @@ mod tests {
         }
         let mut params = ParamStore::<f32>::new();
         let id = params.insert("x", x.clone()).unwrap();
-        let (_, grads, out) = value_and_grad_with_aux(false, |tape| {
-            let y = tape.param(&params, id).max_pool2d(2, 2, 0);
-            let out = y.value().as_slice().unwrap().to_vec();
-            (y.sum(), out)
-        })
-        .unwrap();
+        let flipped = params.insert("flipped", x.mapv(|v| -v)).unwrap();
+        let run = |id| {
+            value_and_grad_with_aux(false, |tape| {
+                let y = tape.param(&params, id).max_pool2d(2, 2, 0);
+                let out = y.value().as_slice().unwrap().to_vec();
+                (y.mul_scalar(3.0).sum(), out)
+            })
+            .unwrap()
+        };
+        // The second run gets storage the first gave back, holding 3 at the first input's
+        // maxima (elsewhere than the second's): every element has to be written.
+        drop(run(flipped));
+        let (_, grads, out) = run(id);
         let xs = x.as_slice().unwrap();
         let mut want_grad = vec![0.0f32; xs.len()];
         let (oh, ow) = (h / 2, w / 2);
@@ -508,7 +512,7 @@ mod tests {
                         got == xs[at] || (got.is_nan() && xs[at].is_nan()),
                         "window {plane} {oy} {ox}"
                     );
-                    want_grad[at] = 1.0;
+                    want_grad[at] = 3.0;
                 }
             }
         }
