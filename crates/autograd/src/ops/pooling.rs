@@ -97,16 +97,7 @@ fn max_pool_2x2<T: Float>(xs: &[T], g: &Geometry, out: &mut [T], argmax: &mut [u
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        #[target_feature(enable = "avx2")]
-        fn wide<T: Float>(xs: &[T], g: &Geometry, out: &mut [T], argmax: &mut [u32]) {
-            body(xs, g, out, argmax)
-        }
-        // SAFETY: the CPU has AVX2.
-        return unsafe { wide(xs, g, out, argmax) };
-    }
-    body(xs, g, out, argmax)
+    crate::simd::with_avx2!(body::<T>(xs: &[T], g: &Geometry, out: &mut [T], argmax: &mut [u32]))
 }
 
 /// The gradient of 2x2 / stride 2 max pooling: each plane cleared in one piece while it is

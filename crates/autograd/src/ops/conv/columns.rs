@@ -77,22 +77,13 @@ pub(super) fn col2im<T: Float>(
     channels: std::ops::Range<usize>,
     samples: std::ops::Range<usize>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        #[target_feature(enable = "avx2")]
-        fn wide<T: Float>(
-            data: &[T],
-            dx: &mut [T],
-            g: &Geometry,
-            channels: std::ops::Range<usize>,
-            samples: std::ops::Range<usize>,
-        ) {
-            col2im_body(data, dx, g, channels, samples)
-        }
-        // SAFETY: the CPU has AVX2.
-        return unsafe { wide(data, dx, g, channels, samples) };
-    }
-    col2im_body(data, dx, g, channels, samples)
+    crate::simd::with_avx2!(col2im_body::<T>(
+        data: &[T],
+        dx: &mut [T],
+        g: &Geometry,
+        channels: std::ops::Range<usize>,
+        samples: std::ops::Range<usize>,
+    ))
 }
 
 #[inline(always)]
@@ -222,22 +213,13 @@ pub(super) fn weight_grad_dots<T: Float>(
     kp: (usize, usize),
     dw: ArrayViewMut2<'_, T>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        #[target_feature(enable = "avx2")]
-        fn wide<T: Float>(
-            gy: &[T],
-            cols: &[T],
-            stride: usize,
-            kp: (usize, usize),
-            dw: ArrayViewMut2<'_, T>,
-        ) {
-            weight_grad_dots_body(gy, cols, stride, kp, dw)
-        }
-        // SAFETY: the CPU has AVX2.
-        return unsafe { wide(gy, cols, stride, kp, dw) };
-    }
-    weight_grad_dots_body(gy, cols, stride, kp, dw)
+    crate::simd::with_avx2!(weight_grad_dots_body::<T>(
+        gy: &[T],
+        cols: &[T],
+        stride: usize,
+        kp: (usize, usize),
+        dw: ArrayViewMut2<'_, T>,
+    ))
 }
 
 #[inline(always)]
