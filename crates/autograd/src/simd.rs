@@ -10,6 +10,7 @@
 //! these loops use no fused multiply-add and keep their order of operations.
 
 /// Whether this CPU runs AVX2 (one cached load after the first call).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
