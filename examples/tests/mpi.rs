@@ -189,17 +189,11 @@ fn an_interrupted_job_resumes_bit_identically() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new("mpirun")
-        .args(["-n", "2"])
-        .arg(built("mpi_resume"))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = common::stdout_of(
+        Command::new("mpirun")
+            .args(["-n", "2"])
+            .arg(built("mpi_resume"))
+            .arg(dir.path()),
     );
     assert!(
         stdout.contains("2 ranks: resumed run bit-identical to the uninterrupted one: true"),
@@ -213,32 +207,20 @@ fn the_throughput_runner_reports_what_the_allreduce_costs() {
         return;
     }
     // One step per epoch: the whole training set as one batch, half on each rank.
-    let output = Command::new("mpirun")
-        .args(["-n", "2"])
-        .arg(built("throughput"))
-        .arg("w1")
-        .env("BATCH", "60000")
-        .env("SKIP_ACCURACY", "1")
-        .env("MATMUL_NUM_THREADS", "1")
-        .env_remove("MNIST_DIR")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let text = common::stdout_of(
+        Command::new("mpirun")
+            .args(["-n", "2"])
+            .arg(built("throughput"))
+            .arg("w1")
+            .env("BATCH", "60000")
+            .env("SKIP_ACCURACY", "1")
+            .env("MATMUL_NUM_THREADS", "1")
+            .env_remove("MNIST_DIR"),
     );
     // Rank 0 alone prints, one line.
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
     assert_eq!(lines.len(), 1, "{text}");
-    let field = |name: &str| -> f64 {
-        let rest = lines[0]
-            .split(&format!("\"{name}\": "))
-            .nth(1)
-            .unwrap_or_else(|| panic!("no {name} in {text}"));
-        rest.split([',', '}']).next().unwrap().parse().unwrap()
-    };
+    let field = |name: &str| -> f64 { common::field(lines[0], name).parse().unwrap() };
     assert!(lines[0].contains("\"impl\": \"gradus-mpi2\""), "{text}");
     // W1's parameters: 784 x 128 + 128 + 128 x 10 + 10.
     assert_eq!(field("allreduce_values"), 101_770.0);

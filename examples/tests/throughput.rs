@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
+use common::field;
 
 fn example() -> PathBuf {
     common::built("throughput", &[])
@@ -13,35 +14,14 @@ fn example() -> PathBuf {
 
 /// The JSON line of one run, as `field: value` text.
 fn run(env: &[(&str, &str)]) -> String {
-    let out = Command::new(example())
-        .arg("w1")
-        .env("BATCH", "60000")
-        .env("MATMUL_NUM_THREADS", "1")
-        .env_remove("MNIST_DIR")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-fn field<'a>(line: &'a str, name: &str) -> &'a str {
-    let start = line
-        .find(&format!("\"{name}\": "))
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
-        + name.len()
-        + 4;
-    line[start..]
-        .split([',', '}'])
-        .next()
-        .unwrap()
-        .trim()
-        .trim_matches('"')
+    common::stdout_of(
+        Command::new(example())
+            .arg("w1")
+            .env("BATCH", "60000")
+            .env("MATMUL_NUM_THREADS", "1")
+            .env_remove("MNIST_DIR")
+            .envs(env.iter().copied()),
+    )
 }
 
 #[test]

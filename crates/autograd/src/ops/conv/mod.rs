@@ -242,8 +242,8 @@ impl<'t, T: Float> Var<'t, T> {
         let xs = contiguous(&x);
         let ws = contiguous(&w);
         let bias_value = bias.map(|b| b.value());
-        let bs_ = bias_value.as_ref().map(|b| contiguous(b));
-        let bias_s = bs_.as_deref();
+        let bias_cow = bias_value.as_ref().map(|b| contiguous(b));
+        let bias_s = bias_cow.as_deref();
         let mut out = pool::scratch::<T>(&[g.n, o, g.oh, g.ow]);
         // im2col and one GEMM per block of samples and group; backward builds the columns
         // again rather than keeping them (memory traffic, not arithmetic, is what they cost).
