@@ -3,9 +3,13 @@
 //! and faer's `gemm` crate, both on one thread, each operand in the layout gradus hands over
 //! (`W^T` of a linear layer is a strided view of PyTorch's [out, in] weight; a convolution's
 //! columns are `[c kh kw, positions]`, so its weight gradient reads them transposed).
-//! Medians of 5 runs of 300 products.
+//! `gradus_autograd::gemm` is matrixmultiply with such operands first transposed into the
+//! layouts it packs by whole rows (column-major A, row-major B). Medians of 5 runs of 300
+//! products.
 
 use std::time::Instant;
+
+use gradus_autograd::ndarray::{Array2, ArrayView2};
 
 /// How a `rows x cols` operand is laid out in memory.
 #[derive(Clone, Copy)]
@@ -21,6 +25,15 @@ impl Layout {
             Layout::RowMajor => (cols as isize, 1),
             Layout::Transposed => (1, rows as isize),
         }
+    }
+}
+
+fn view(v: &[f32], rows: usize, cols: usize, layout: Layout) -> ArrayView2<'_, f32> {
+    match layout {
+        Layout::RowMajor => ArrayView2::from_shape((rows, cols), v).unwrap(),
+        Layout::Transposed => ArrayView2::from_shape((cols, rows), v)
+            .unwrap()
+            .reversed_axes(),
     }
 }
 
@@ -86,18 +99,24 @@ fn row(name: &str, (m, k, n): (usize, usize, usize), a_layout: Layout, b_layout:
             gemm::Parallelism::None,
         );
     });
+    let (av, bv) = (view(&a, m, k, a_layout), view(&b, k, n, b_layout));
+    let mut cv = Array2::<f32>::zeros((m, n));
+    let gradus = micros(|| gradus_autograd::gemm(1.0, &av, &bv, 0.0, &mut cv.view_mut()));
     let flops = 2.0 * (m * k * n) as f64 / 1e3; // per microsecond: GFLOP/s
     println!(
-        "| {name} | {m} x {k} x {n} | {mm:.1} us ({:.0}) | {faer:.1} us ({:.0}) |",
+        "| {name} | {m} x {k} x {n} | {mm:.1} us ({:.0}) | {faer:.1} us ({:.0}) | {gradus:.1} us ({:.0}) |",
         flops / mm,
-        flops / faer
+        flops / faer,
+        flops / gradus
     );
 }
 
 fn main() {
     use Layout::{RowMajor as R, Transposed as T};
-    println!("| product | m x k x n | matrixmultiply (GFLOP/s) | `gemm` (GFLOP/s) |");
-    println!("| --- | --- | ---: | ---: |");
+    println!(
+        "| product | m x k x n | matrixmultiply (GFLOP/s) | `gemm` (GFLOP/s) | gradus_autograd::gemm (GFLOP/s) |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: |");
     // Linear layers: forward x W^T, weight gradient dY^T x, input gradient dY W.
     for (name, batch, inputs, outputs) in [
         ("W1 layer 1, 2 workers", 32, 784, 128),

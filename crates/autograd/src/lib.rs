@@ -39,6 +39,7 @@
 extern crate blas_src;
 
 mod float;
+mod gemm;
 mod gradcheck;
 mod gradients;
 pub mod memory;
@@ -53,6 +54,7 @@ mod tape;
 mod value_and_grad;
 
 pub use float::{Float, add_to, all_finite};
+pub use gemm::gemm;
 pub use gradcheck::{
     GradcheckError, GradcheckOptions, gradcheck, gradcheck_params, gradcheck_with,
 };

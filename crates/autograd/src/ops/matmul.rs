@@ -1,14 +1,14 @@
 //! Matrix products: `matmul` (2-D, or a vector on either side) and the fused `linear`
 //! (`x W^T + b`, PyTorch's layout), the hot path of an MLP.
 //!
-//! Products go through ndarray's `dot`, which hands strided views (transposes included)
-//! straight to matrixmultiply's GEMM without copying.
+//! Products go through [`crate::gemm`], which hands them to ndarray's `general_mat_mul`
+//! with the operands in the layouts matrixmultiply packs fastest.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix1, Ix2};
 use smallvec::SmallVec;
 use smallvec::smallvec;
 
+use crate::gemm::gemm;
 use crate::tape::Grads;
 use crate::{Float, Var, pool};
 
@@ -79,7 +79,7 @@ impl<'t, T: Float> Var<'t, T> {
         if b.ndim() == 2 {
             out_shape.push(bm.ncols());
         }
-        let value = reshaped(am.dot(&bm).into_dyn(), &out_shape);
+        let value = reshaped(product(&am, &bm), &out_shape);
         self.tape
             .push_op("matmul", &[self, other], value, move |g, _, _, needs| {
                 let (am, bm) = (
@@ -92,8 +92,8 @@ impl<'t, T: Float> Var<'t, T> {
                     .into_shape_with_order((am.nrows(), bm.ncols()))
                     .expect("gradient has the output's elements");
                 smallvec![
-                    needs[0].then(|| reshaped(g2.dot(&bm.t()).into_dyn(), a.shape())),
-                    needs[1].then(|| reshaped(am.t().dot(&g2).into_dyn(), b.shape())),
+                    needs[0].then(|| reshaped(product(&g2, &bm.t()), a.shape())),
+                    needs[1].then(|| reshaped(product(&am.t(), &g2), b.shape())),
                 ]
             })
     }
@@ -167,7 +167,7 @@ impl<'t, T: Float> Var<'t, T> {
             beta = T::one();
             parents.push(b);
         }
-        general_mat_mul(T::one(), &xm, &wm.t(), beta, &mut as_matrix_mut(&mut y));
+        gemm(T::one(), &xm, &wm.t(), beta, &mut as_matrix_mut(&mut y));
         // The rule captures nothing (the operands' values come from the tape), so recording
         // it allocates nothing.
         self.tape
@@ -213,7 +213,7 @@ fn as_matrix_mut<T: Float>(a: &mut ArrayD<T>) -> ArrayViewMut2<'_, T> {
 /// `a b` on pooled storage.
 fn product<T: Float>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> ArrayD<T> {
     let mut c = pool::scratch(&[a.nrows(), b.ncols()]);
-    general_mat_mul(T::one(), a, b, T::zero(), &mut as_matrix_mut(&mut c));
+    gemm(T::one(), a, b, T::zero(), &mut as_matrix_mut(&mut c));
     c
 }
 

@@ -6,10 +6,10 @@
 //! weight's gradient against the columns, accumulated over the blocks, and the columns'
 //! gradient, which col2im adds back into the input's).
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, IxDyn};
 use smallvec::{SmallVec, smallvec};
 
+use crate::gemm::gemm;
 use crate::{Float, Var, pool};
 
 mod columns;
@@ -278,7 +278,7 @@ impl<'t, T: Float> Var<'t, T> {
                         for j in 0..samples.len() {
                             let mut yj = rows.sample_mut(out_s, j);
                             let cj = cols.slice(ndarray::s![.., j * p..(j + 1) * p]);
-                            general_mat_mul(T::one(), &wg, &cj, T::zero(), &mut yj);
+                            gemm(T::one(), &wg, &cj, T::zero(), &mut yj);
                             if let Some(b) = bias_s {
                                 // While the sample's rows are in cache.
                                 let b = &b[gi * og..(gi + 1) * og];
@@ -291,7 +291,7 @@ impl<'t, T: Float> Var<'t, T> {
                         let y = &mut y[..og * width];
                         let mut yv =
                             ArrayViewMut2::from_shape((og, width), &mut *y).expect("sized");
-                        general_mat_mul(T::one(), &wg, &cols, T::zero(), &mut yv);
+                        gemm(T::one(), &wg, &cols, T::zero(), &mut yv);
                         rows.scatter(y, out_s, bias_s);
                     }
                 }
@@ -317,20 +317,6 @@ impl<'t, T: Float> Var<'t, T> {
                 let mut gy = scratch_vec::<T>(if per_sample { 0 } else { og * bs * p });
                 let mut cols = scratch_vec::<T>(if needs[1] { k * bs * p } else { 0 });
                 let mut dcols = scratch_vec::<T>(if needs[0] { k * bs * p } else { 0 });
-                // Each group's weight transposed, `[k, og]`, once: packed from rows by every
-                // block's product below.
-                let mut wt = scratch_vec::<T>(if needs[0] && !per_sample { o * k } else { 0 });
-                if !wt.is_empty() {
-                    for gi in 0..groups {
-                        let wg = &ws[gi * og * k..][..og * k];
-                        let dst = &mut wt[gi * og * k..][..og * k];
-                        for (oi, row) in wg.chunks_exact(k).enumerate() {
-                            for (ki, &v) in row.iter().enumerate() {
-                                dst[ki * og + oi] = v;
-                            }
-                        }
-                    }
-                }
                 for s0 in (0..g.n).step_by(bs) {
                     let samples = s0..(s0 + bs).min(g.n);
                     let width = samples.len() * p;
@@ -372,18 +358,12 @@ impl<'t, T: Float> Var<'t, T> {
                                     } else {
                                         let cj = cols.slice(ndarray::s![.., j * p..(j + 1) * p]);
                                         let mut dwg = dwg;
-                                        general_mat_mul(
-                                            T::one(),
-                                            &gyj,
-                                            &cj.t(),
-                                            T::one(),
-                                            &mut dwg,
-                                        );
+                                        gemm(T::one(), &gyj, &cj.t(), T::one(), &mut dwg);
                                     }
                                 }
                                 if needs[0] {
                                     let mut dj = dv.slice_mut(ndarray::s![.., j * p..(j + 1) * p]);
-                                    general_mat_mul(T::one(), &wg.t(), &gyj, T::zero(), &mut dj);
+                                    gemm(T::one(), &wg.t(), &gyj, T::zero(), &mut dj);
                                 }
                             }
                         } else {
@@ -391,17 +371,14 @@ impl<'t, T: Float> Var<'t, T> {
                             rows.gather(&gs, gy);
                             let gyv = ArrayView2::from_shape((og, width), &*gy).expect("sized");
                             if let Some(dw) = &mut dw {
-                                // dW^T += cols gy^T: both operands are packed from rows
-                                // (gy dW's way round would pack the larger cols by columns).
+                                // dW^T += cols gy^T: `gemm` transposes both operands
+                                // into the layouts packed fastest.
                                 let mut dwg = dw.slice_mut(og_rows);
                                 let mut dwt = dwg.view_mut().reversed_axes();
-                                general_mat_mul(T::one(), &cols, &gyv.t(), T::one(), &mut dwt);
+                                gemm(T::one(), &cols, &gyv.t(), T::one(), &mut dwt);
                             }
                             if needs[0] {
-                                let wt =
-                                    ArrayView2::from_shape((k, og), &wt[gi * og * k..][..og * k])
-                                        .expect("sizes checked");
-                                general_mat_mul(T::one(), &wt, &gyv, T::zero(), &mut dv);
+                                gemm(T::one(), &wg.t(), &gyv, T::zero(), &mut dv);
                             }
                         }
                         if let Some(dx) = &mut dx {
@@ -410,7 +387,7 @@ impl<'t, T: Float> Var<'t, T> {
                         }
                     }
                 }
-                for v in [gy, cols, dcols, wt] {
+                for v in [gy, cols, dcols] {
                     pool::recycle_vec(v);
                 }
                 let mut grads = smallvec![
