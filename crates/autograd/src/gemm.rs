@@ -8,10 +8,11 @@
 //! `x` by rows and `W^T` (PyTorch's `[out, in]` weight) by columns, and a convolution's
 //! weight gradient reads its columns transposed. So an operand in the slow layout is first
 //! transposed into pooled scratch, 8x8 tiles at a time in AVX2 registers, and the product
-//! runs on the copy. Measured with `benches/gemm_probe` (one thread): W1's forward at a
-//! worker's half batch (32 x 784 x 128) 106 us as handed over, 78 us with both transposes
-//! (11 us of it); W2's second layer 741 against 685 us; W3's conv 2 weight gradient per
-//! block 167 against 143 us.
+//! runs on the copy. Measured with `MATMUL_NUM_THREADS=1 cargo run --release --manifest-path
+//! benches/gemm_probe/Cargo.toml` (one thread, this project's 2-core AMD EPYC): W1's forward
+//! at a worker's half batch (32 x 784 x 128) 112 us as handed over, 97 us through here; W3's
+//! linear forward 358 against 320 us; W3's conv 2 weight gradient per block 168 against
+//! 146 us.
 //!
 //! The packed panels are the same whichever layout they were copied from, so the kernel
 //! computes the same sums in the same order: the results are bit-identical to the product
