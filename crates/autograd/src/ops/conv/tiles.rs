@@ -1,0 +1,552 @@
+//! Winograd F(2x2, 3x3)'s transforms between NCHW planes and the 16 transformed matrices.
+//!
+//! A transformed matrix holds one element of the 4x4 transform for every tile of a block:
+//! element `xi` (row-major in the 4x4) of channel `ci`'s tile `n` is at `xi * stride + ci *
+//! N + n` (`N` tiles in the block, `stride` from [`skewed`]). Each transform first gathers a
+//! plane's 4x4 patches (or 2x2 tiles) into rows of one lane per tile, then applies the 1-D
+//! transforms lane by lane along both axes of the 4x4: straight loops over the tiles, which
+//! the compiler vectorises, writing (or reading) the 16 matrices' rows in order.
+
+use super::Geometry;
+use crate::Float;
+
+/// The tiling of one sample's output: `th x tw` tiles of 2x2, the last row or column of
+/// tiles half outside when the output's side is odd.
+#[derive(Clone, Copy)]
+pub(super) struct Tiles {
+    th: usize,
+    tw: usize,
+    /// The padded input plane every tile reads from: `(2 th + 2) x (2 tw + 2)`.
+    ph: usize,
+    pw: usize,
+}
+
+impl Tiles {
+    pub(super) fn new(g: &Geometry) -> Self {
+        let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+        Tiles {
+            th,
+            tw,
+            ph: 2 * th + 2,
+            pw: 2 * tw + 2,
+        }
+    }
+
+    /// Tiles per sample.
+    pub(super) fn per_sample(&self) -> usize {
+        self.th * self.tw
+    }
+
+    /// The scratch every transform takes: a padded plane and two sets of 16 lane rows.
+    pub(super) fn scratch(&self) -> usize {
+        self.ph * self.pw + 32 * self.per_sample()
+    }
+
+    /// `scratch` cut into the plane and the two sets of lane rows.
+    fn split<'a, T>(&self, scratch: &'a mut [T]) -> (&'a mut [T], &'a mut [T], &'a mut [T]) {
+        let per = self.per_sample();
+        let (plane, rest) = scratch.split_at_mut(self.ph * self.pw);
+        let (p, q) = rest.split_at_mut(16 * per);
+        (plane, p, &mut q[..16 * per])
+    }
+}
+
+/// The distance between two of the 16 transformed matrices of `rows x cols`: one cache line
+/// more than their size. Without it the 16 are often a multiple of 4 KiB apart (W3: 36 KiB),
+/// so that the same element of each maps to one set of the L1 cache, which holds 8: the
+/// transforms ran 5x slower.
+pub(super) fn skewed(rows: usize, cols: usize) -> usize {
+    rows * cols + 16
+}
+
+// The 1-D transforms and their adjoints (the 2-D ones apply them along both axes).
+
+#[inline(always)]
+fn bt<T: Float>([d0, d1, d2, d3]: [T; 4]) -> [T; 4] {
+    [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+}
+
+#[inline(always)]
+fn bt_adjoint<T: Float>([v0, v1, v2, v3]: [T; 4]) -> [T; 4] {
+    [v0, v1 - v2 + v3, v1 + v2 - v0, -v3]
+}
+
+#[inline(always)]
+fn gt<T: Float>([w0, w1, w2]: [T; 3]) -> [T; 4] {
+    let half = T::of(0.5);
+    [w0, (w0 + w1 + w2) * half, (w0 - w1 + w2) * half, w2]
+}
+
+#[inline(always)]
+fn gt_adjoint<T: Float>([u0, u1, u2, u3]: [T; 4]) -> [T; 3] {
+    let half = T::of(0.5);
+    [
+        u0 + (u1 + u2) * half,
+        (u1 - u2) * half,
+        (u1 + u2) * half + u3,
+    ]
+}
+
+#[inline(always)]
+fn at<T: Float>([m0, m1, m2, m3]: [T; 4]) -> [T; 2] {
+    [m0 + m1 + m2, m1 - m2 - m3]
+}
+
+#[inline(always)]
+fn at_adjoint<T: Float>([y0, y1]: [T; 2]) -> [T; 4] {
+    [y0, y0 + y1, y0 - y1, -y1]
+}
+
+// Lane-wise application of the 1-D transforms: `dst[r][k] = f(src[0][k], src[1][k], ..)[r]`
+// for every lane `k`. Written out per arity: the array helpers (`map`, `from_fn`) are not
+// inlined into the AVX2 copies and cost a call per lane.
+
+#[inline(always)]
+fn lanes_4_4<T: Float>(s: [&[T]; 4], d: [&mut [T]; 4], f: impl Fn([T; 4]) -> [T; 4]) {
+    let [s0, s1, s2, s3] = s;
+    let [d0, d1, d2, d3] = d;
+    let n = d0.len();
+    let (s0, s1, s2, s3) = (&s0[..n], &s1[..n], &s2[..n], &s3[..n]);
+    let (d1, d2, d3) = (&mut d1[..n], &mut d2[..n], &mut d3[..n]);
+    for k in 0..n {
+        let [a, b, c, e] = f([s0[k], s1[k], s2[k], s3[k]]);
+        d0[k] = a;
+        d1[k] = b;
+        d2[k] = c;
+        d3[k] = e;
+    }
+}
+
+#[inline(always)]
+fn lanes_4_2<T: Float>(s: [&[T]; 4], d: [&mut [T]; 2], f: impl Fn([T; 4]) -> [T; 2]) {
+    let [s0, s1, s2, s3] = s;
+    let [d0, d1] = d;
+    let n = d0.len();
+    let (s0, s1, s2, s3) = (&s0[..n], &s1[..n], &s2[..n], &s3[..n]);
+    let d1 = &mut d1[..n];
+    for k in 0..n {
+        let [a, b] = f([s0[k], s1[k], s2[k], s3[k]]);
+        d0[k] = a;
+        d1[k] = b;
+    }
+}
+
+#[inline(always)]
+fn lanes_2_4<T: Float>(s: [&[T]; 2], d: [&mut [T]; 4], f: impl Fn([T; 2]) -> [T; 4]) {
+    let [s0, s1] = s;
+    let [d0, d1, d2, d3] = d;
+    let n = d0.len();
+    let (s0, s1) = (&s0[..n], &s1[..n]);
+    let (d1, d2, d3) = (&mut d1[..n], &mut d2[..n], &mut d3[..n]);
+    for k in 0..n {
+        let [a, b, c, e] = f([s0[k], s1[k]]);
+        d0[k] = a;
+        d1[k] = b;
+        d2[k] = c;
+        d3[k] = e;
+    }
+}
+
+/// Rows `r0 < r1 < ..` (of `len` lanes, `stride` apart) of `buf`.
+#[inline(always)]
+fn rows4<T>(buf: &[T], stride: usize, len: usize, [r0, r1, r2, r3]: [usize; 4]) -> [&[T]; 4] {
+    let row = |r: usize| &buf[r * stride..][..len];
+    [row(r0), row(r1), row(r2), row(r3)]
+}
+
+#[inline(always)]
+fn rows2<T>(buf: &[T], stride: usize, len: usize, [r0, r1]: [usize; 2]) -> [&[T]; 2] {
+    [&buf[r0 * stride..][..len], &buf[r1 * stride..][..len]]
+}
+
+#[inline(always)]
+fn rows4_mut<T>(
+    buf: &mut [T],
+    stride: usize,
+    len: usize,
+    [r0, r1, r2, r3]: [usize; 4],
+) -> [&mut [T]; 4] {
+    let (a, rest) = buf[r0 * stride..].split_at_mut((r1 - r0) * stride);
+    let (b, rest) = rest.split_at_mut((r2 - r1) * stride);
+    let (c, d) = rest.split_at_mut((r3 - r2) * stride);
+    [&mut a[..len], &mut b[..len], &mut c[..len], &mut d[..len]]
+}
+
+#[inline(always)]
+fn rows2_mut<T>(buf: &mut [T], stride: usize, len: usize, [r0, r1]: [usize; 2]) -> [&mut [T]; 2] {
+    let (a, b) = buf[r0 * stride..].split_at_mut((r1 - r0) * stride);
+    [&mut a[..len], &mut b[..len]]
+}
+
+/// The weight `[o, c, 3, 3]` in the transformed space, twice: `u[(xi * c + ci) * o + oi]`
+/// (the forward's left operand, `[o, c]` column-major per element `xi`) and
+/// `ut[(xi * o + oi) * c + ci]` (the input gradient's, `[c, o]` column-major).
+pub(super) fn transform_weight<T: Float>(w: &[T], o: usize, c: usize, u: &mut [T], ut: &mut [T]) {
+    for oi in 0..o {
+        for ci in 0..c {
+            let k = &w[(oi * c + ci) * 9..][..9];
+            // Down the kernel's columns first, then along the rows.
+            let [c0, c1, c2] = [0, 1, 2].map(|j| gt([k[j], k[3 + j], k[6 + j]]));
+            for (a, ((&x0, &x1), &x2)) in c0.iter().zip(&c1).zip(&c2).enumerate() {
+                let row = gt([x0, x1, x2]);
+                for (b, &v) in row.iter().enumerate() {
+                    let xi = a * 4 + b;
+                    u[(xi * c + ci) * o + oi] = v;
+                    ut[(xi * o + oi) * c + ci] = v;
+                }
+            }
+        }
+    }
+}
+
+/// The weight's gradient `[o, c, 3, 3]` from its gradient in the transformed space (`du`,
+/// laid out as [`transform_weight`]'s `ut`): the adjoint of that transform.
+pub(super) fn untransform_weight_grad<T: Float>(du: &[T], o: usize, c: usize, dw: &mut [T]) {
+    for oi in 0..o {
+        for ci in 0..c {
+            let e = |xi: usize| du[(xi * o + oi) * c + ci];
+            let rows: [[T; 3]; 4] = std::array::from_fn(|a| {
+                gt_adjoint([e(a * 4), e(a * 4 + 1), e(a * 4 + 2), e(a * 4 + 3)])
+            });
+            let k = &mut dw[(oi * c + ci) * 9..][..9];
+            for j in 0..3 {
+                let col = gt_adjoint([rows[0][j], rows[1][j], rows[2][j], rows[3][j]]);
+                for (i, &v) in col.iter().enumerate() {
+                    k[i * 3 + j] = v;
+                }
+            }
+        }
+    }
+}
+
+/// One block of samples' input in the transformed space, into `v` (stride
+/// `skewed(c, N)`): the forward's right operands.
+pub(super) fn transform_input<T: Float>(
+    x: &[T],
+    g: &Geometry,
+    t: &Tiles,
+    samples: std::ops::Range<usize>,
+    scratch: &mut [T],
+    v: &mut [T],
+) {
+    crate::simd::with_avx2!(transform_input_body::<T>(
+        x: &[T],
+        g: &Geometry,
+        t: &Tiles,
+        samples: std::ops::Range<usize>,
+        scratch: &mut [T],
+        v: &mut [T],
+    ))
+}
+
+#[inline(always)]
+fn transform_input_body<T: Float>(
+    x: &[T],
+    g: &Geometry,
+    t: &Tiles,
+    samples: std::ops::Range<usize>,
+    scratch: &mut [T],
+    v: &mut [T],
+) {
+    let per = t.per_sample();
+    let cols = samples.len() * per;
+    let stride = skewed(g.c, cols);
+    let half = t.tw + 1;
+    let (plane, _, q) = t.split(scratch);
+    for (j, s) in samples.enumerate() {
+        for ci in 0..g.c {
+            pad_plane(&x[(s * g.c + ci) * g.h * g.w..][..g.h * g.w], g, t, plane);
+            // Down the patches' columns into q: column `jj` of tile `tx` is the padded
+            // plane's column `2 tx + jj`, element `tx + jj / 2` of its even or odd half.
+            let (even, odd) = plane.split_at(t.ph * half);
+            for ty in 0..t.th {
+                let q = &mut q[ty * t.tw..];
+                for jj in 0..4 {
+                    let side = if jj % 2 == 0 { even } else { odd };
+                    let line = |i: usize| &side[(2 * ty + i) * half + jj / 2..][..t.tw];
+                    let pick = [jj, 4 + jj, 8 + jj, 12 + jj];
+                    lanes_4_4(
+                        [line(0), line(1), line(2), line(3)],
+                        rows4_mut(q, per, t.tw, pick),
+                        bt,
+                    );
+                }
+            }
+            // Then along their rows into the matrices.
+            let out = &mut v[ci * cols + j * per..];
+            for a in 0..4 {
+                let pick = [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3];
+                lanes_4_4(
+                    rows4(q, per, per, pick),
+                    rows4_mut(out, stride, per, pick),
+                    bt,
+                );
+            }
+        }
+    }
+}
+
+/// Copies one input plane into `plane`, offset by the padding, zeros around, split into
+/// the padded plane's even columns (`ph x (tw + 1)`) followed by its odd ones.
+fn pad_plane<T: Float>(src: &[T], g: &Geometry, t: &Tiles, plane: &mut [T]) {
+    let (pad_y, pad_x) = (g.padding.0, g.padding.1);
+    let half = t.tw + 1;
+    plane.fill(T::zero());
+    let (even, odd) = plane.split_at_mut(t.ph * half);
+    // The padded plane is 2 wider than the output, so it holds the whole input.
+    let rows = g.h.min(t.ph.saturating_sub(pad_y));
+    let cols = g.w.min(t.pw.saturating_sub(pad_x));
+    for y in 0..rows {
+        let line = &src[y * g.w..][..cols];
+        let at = (y + pad_y) * half;
+        // Input column x lands in padded column x + pad_x.
+        let first_even = pad_x % 2;
+        for (x, &v) in line.iter().enumerate().skip(first_even).step_by(2) {
+            even[at + (x + pad_x) / 2] = v;
+        }
+        for (x, &v) in line.iter().enumerate().skip(1 - first_even).step_by(2) {
+            odd[at + (x + pad_x) / 2] = v;
+        }
+    }
+}
+
+/// The 16 products of a block (`m`, stride `skewed(o, N)`) back to the output's 2x2 tiles,
+/// plus the bias.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn untransform_output<T: Float>(
+    m: &[T],
+    g: &Geometry,
+    t: &Tiles,
+    o: usize,
+    samples: std::ops::Range<usize>,
+    bias: Option<&[T]>,
+    scratch: &mut [T],
+    out: &mut [T],
+) {
+    crate::simd::with_avx2!(untransform_output_body::<T>(
+        m: &[T],
+        g: &Geometry,
+        t: &Tiles,
+        o: usize,
+        samples: std::ops::Range<usize>,
+        bias: Option<&[T]>,
+        scratch: &mut [T],
+        out: &mut [T],
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn untransform_output_body<T: Float>(
+    m: &[T],
+    g: &Geometry,
+    t: &Tiles,
+    o: usize,
+    samples: std::ops::Range<usize>,
+    bias: Option<&[T]>,
+    scratch: &mut [T],
+    out: &mut [T],
+) {
+    let per = t.per_sample();
+    let cols = samples.len() * per;
+    let stride = skewed(o, cols);
+    let (_, p, q) = t.split(scratch);
+    let plane_len = g.oh * g.ow;
+    for (j, s) in samples.enumerate() {
+        for oi in 0..o {
+            let src = &m[oi * cols + j * per..];
+            // Down the columns of the 4x4 into two rows (q), then along them (p).
+            for bb in 0..4 {
+                let pick = [bb, 4 + bb, 8 + bb, 12 + bb];
+                lanes_4_2(
+                    rows4(src, stride, per, pick),
+                    rows2_mut(q, per, per, [bb, 4 + bb]),
+                    at,
+                );
+            }
+            for i in 0..2 {
+                let pick = [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3];
+                lanes_4_2(
+                    rows4(q, per, per, pick),
+                    rows2_mut(p, per, per, [2 * i, 2 * i + 1]),
+                    at,
+                );
+            }
+            let b = bias.map_or(T::zero(), |b| b[oi]);
+            let plane = &mut out[(s * o + oi) * plane_len..][..plane_len];
+            for ty in 0..t.th {
+                for i in 0..2.min(g.oh - 2 * ty) {
+                    let line = &mut plane[(2 * ty + i) * g.ow..][..g.ow];
+                    for jj in 0..2 {
+                        let src = &p[(2 * i + jj) * per + ty * t.tw..][..t.tw];
+                        for (tx, &y) in src.iter().enumerate() {
+                            if let Some(d) = line.get_mut(2 * tx + jj) {
+                                *d = y + b;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output gradient of a block in the transformed space, into `dm` (laid out as
+/// [`untransform_output`]'s `m`): the adjoint of that transform, positions outside the
+/// output counting as 0.
+pub(super) fn transform_output_grad<T: Float>(
+    gy: &[T],
+    g: &Geometry,
+    t: &Tiles,
+    o: usize,
+    samples: std::ops::Range<usize>,
+    scratch: &mut [T],
+    dm: &mut [T],
+) {
+    crate::simd::with_avx2!(transform_output_grad_body::<T>(
+        gy: &[T],
+        g: &Geometry,
+        t: &Tiles,
+        o: usize,
+        samples: std::ops::Range<usize>,
+        scratch: &mut [T],
+        dm: &mut [T],
+    ))
+}
+
+#[inline(always)]
+fn transform_output_grad_body<T: Float>(
+    gy: &[T],
+    g: &Geometry,
+    t: &Tiles,
+    o: usize,
+    samples: std::ops::Range<usize>,
+    scratch: &mut [T],
+    dm: &mut [T],
+) {
+    let per = t.per_sample();
+    let cols = samples.len() * per;
+    let stride = skewed(o, cols);
+    let (_, p, q) = t.split(scratch);
+    let plane_len = g.oh * g.ow;
+    if g.oh % 2 == 1 || g.ow % 2 == 1 {
+        // The tiles' parts outside the output stay 0.
+        p[..4 * per].fill(T::zero());
+    }
+    for (j, s) in samples.enumerate() {
+        for oi in 0..o {
+            let plane = &gy[(s * o + oi) * plane_len..][..plane_len];
+            for ty in 0..t.th {
+                for i in 0..2.min(g.oh - 2 * ty) {
+                    let line = &plane[(2 * ty + i) * g.ow..][..g.ow];
+                    for jj in 0..2 {
+                        let dst = &mut p[(2 * i + jj) * per + ty * t.tw..][..t.tw];
+                        for (tx, d) in dst.iter_mut().enumerate() {
+                            if let Some(&v) = line.get(2 * tx + jj) {
+                                *d = v;
+                            }
+                        }
+                    }
+                }
+            }
+            // Along the tile's rows into q, then down its columns into the matrices.
+            for i in 0..2 {
+                let pick = [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3];
+                lanes_2_4(
+                    rows2(p, per, per, [2 * i, 2 * i + 1]),
+                    rows4_mut(q, per, per, pick),
+                    at_adjoint,
+                );
+            }
+            let out = &mut dm[oi * cols + j * per..];
+            for bb in 0..4 {
+                let pick = [bb, 4 + bb, 8 + bb, 12 + bb];
+                lanes_2_4(
+                    rows2(q, per, per, [bb, 4 + bb]),
+                    rows4_mut(out, stride, per, pick),
+                    at_adjoint,
+                );
+            }
+        }
+    }
+}
+
+/// Adds a block's input gradient in the transformed space (`dv`, laid out as
+/// [`transform_input`]'s `v`) into `dx`: the adjoint of that transform.
+pub(super) fn untransform_input_grad<T: Float>(
+    dv: &[T],
+    g: &Geometry,
+    t: &Tiles,
+    samples: std::ops::Range<usize>,
+    scratch: &mut [T],
+    dx: &mut [T],
+) {
+    crate::simd::with_avx2!(untransform_input_grad_body::<T>(
+        dv: &[T],
+        g: &Geometry,
+        t: &Tiles,
+        samples: std::ops::Range<usize>,
+        scratch: &mut [T],
+        dx: &mut [T],
+    ))
+}
+
+#[inline(always)]
+fn untransform_input_grad_body<T: Float>(
+    dv: &[T],
+    g: &Geometry,
+    t: &Tiles,
+    samples: std::ops::Range<usize>,
+    scratch: &mut [T],
+    dx: &mut [T],
+) {
+    let per = t.per_sample();
+    let cols = samples.len() * per;
+    let stride = skewed(g.c, cols);
+    let (pad_y, pad_x) = (g.padding.0, g.padding.1);
+    let (plane, p, q) = t.split(scratch);
+    for (j, s) in samples.enumerate() {
+        for ci in 0..g.c {
+            let src = &dv[ci * cols + j * per..];
+            // Along the rows of the 4x4 into q, then down its columns into p.
+            for a in 0..4 {
+                let pick = [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3];
+                lanes_4_4(
+                    rows4(src, stride, per, pick),
+                    rows4_mut(q, per, per, pick),
+                    bt_adjoint,
+                );
+            }
+            for jj in 0..4 {
+                let pick = [jj, 4 + jj, 8 + jj, 12 + jj];
+                lanes_4_4(
+                    rows4(q, per, per, pick),
+                    rows4_mut(p, per, per, pick),
+                    bt_adjoint,
+                );
+            }
+            // The patches overlap: add each into the padded plane, then the plane into dx.
+            plane.fill(T::zero());
+            for ty in 0..t.th {
+                for i in 0..4 {
+                    let line = &mut plane[(2 * ty + i) * t.pw..][..t.pw];
+                    for jj in 0..4 {
+                        let src = &p[(i * 4 + jj) * per + ty * t.tw..][..t.tw];
+                        for (tx, &v) in src.iter().enumerate() {
+                            line[2 * tx + jj] += v;
+                        }
+                    }
+                }
+            }
+            let dst = &mut dx[(s * g.c + ci) * g.h * g.w..][..g.h * g.w];
+            let rows = g.h.min(t.ph.saturating_sub(pad_y));
+            let width = g.w.min(t.pw.saturating_sub(pad_x));
+            for y in 0..rows {
+                let from = &plane[(y + pad_y) * t.pw + pad_x..][..width];
+                for (d, &v) in dst[y * g.w..][..width].iter_mut().zip(from) {
+                    *d += v;
+                }
+            }
+        }
+    }
+}
