@@ -58,6 +58,12 @@ x2 = tensor([3, 3, 8, 8], 4)
 w2 = tensor([5, 3, 3, 3], 5)
 kw2 = dict(stride=[2, 2], padding=[1, 1], dilation=[1, 1], groups=1)
 cases.append(case("conv2d_stride2_padding1_no_bias", lambda x, w: F.conv2d(x, w, None, **kw2), [(x2, True), (w2, True)], kw2))
+# 3x3 at stride 1 with 16 or more channels: gradus computes it by Winograd's F(2x2, 3x3).
+xw = tensor([2, 16, 7, 6], 12)
+ww = tensor([17, 16, 3, 3], 13) * 0.25
+bw = tensor([17], 14)
+kww = dict(stride=[1, 1], padding=[1, 0], dilation=[1, 1], groups=1)
+cases.append(case("conv2d_3x3_winograd_padding", lambda x, w, b: F.conv2d(x, w, b, **kww), [(xw, True), (ww, True), (bw, True)], kww))
 xp = tensor([2, 3, 7, 6], 6)
 kmp = dict(kernel=[3, 2], stride=[2, 1], padding=[1, 1])
 cases.append(case("max_pool2d", lambda x: F.max_pool2d(x, kmp["kernel"], kmp["stride"], kmp["padding"]), [(xp, True)], kmp))

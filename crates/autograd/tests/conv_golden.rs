@@ -47,7 +47,7 @@ fn assert_close(name: &str, what: &str, got: &[f64], want: &[f64]) {
 fn conv_pool_and_batch_norm_match_pytorch() {
     let golden: Value = serde_json::from_str(include_str!("conv_golden.json")).expect("valid JSON");
     let cases = golden["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 8);
+    assert_eq!(cases.len(), 9);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let k = &case["kwargs"];

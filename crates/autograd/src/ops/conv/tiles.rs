@@ -377,13 +377,16 @@ fn untransform_output_body<T: Float>(
             for ty in 0..t.th {
                 for i in 0..2.min(g.oh - 2 * ty) {
                     let line = &mut plane[(2 * ty + i) * g.ow..][..g.ow];
-                    for jj in 0..2 {
-                        let src = &p[(2 * i + jj) * per + ty * t.tw..][..t.tw];
-                        for (tx, &y) in src.iter().enumerate() {
-                            if let Some(d) = line.get_mut(2 * tx + jj) {
-                                *d = y + b;
-                            }
-                        }
+                    let left = &p[2 * i * per + ty * t.tw..][..t.tw];
+                    let right = &p[(2 * i + 1) * per + ty * t.tw..][..t.tw];
+                    // Whole tiles, then the left column of a last tile half outside.
+                    let mut pairs = line.chunks_exact_mut(2);
+                    for (d, (&l, &r)) in (&mut pairs).zip(left.iter().zip(right)) {
+                        d[0] = l + b;
+                        d[1] = r + b;
+                    }
+                    if let ([d], Some(&l)) = (pairs.into_remainder(), left.last()) {
+                        *d = l + b;
                     }
                 }
             }
@@ -439,13 +442,16 @@ fn transform_output_grad_body<T: Float>(
             for ty in 0..t.th {
                 for i in 0..2.min(g.oh - 2 * ty) {
                     let line = &plane[(2 * ty + i) * g.ow..][..g.ow];
-                    for jj in 0..2 {
-                        let dst = &mut p[(2 * i + jj) * per + ty * t.tw..][..t.tw];
-                        for (tx, d) in dst.iter_mut().enumerate() {
-                            if let Some(&v) = line.get(2 * tx + jj) {
-                                *d = v;
-                            }
-                        }
+                    let (left, right) = p[2 * i * per..].split_at_mut(per);
+                    let left = &mut left[ty * t.tw..][..t.tw];
+                    let right = &mut right[ty * t.tw..][..t.tw];
+                    let mut pairs = line.chunks_exact(2);
+                    for (v, (l, r)) in (&mut pairs).zip(left.iter_mut().zip(right.iter_mut())) {
+                        *l = v[0];
+                        *r = v[1];
+                    }
+                    if let ([v], Some(l)) = (pairs.remainder(), left.last_mut()) {
+                        *l = *v;
                     }
                 }
             }
@@ -504,6 +510,7 @@ fn untransform_input_grad_body<T: Float>(
     let cols = samples.len() * per;
     let stride = skewed(g.c, cols);
     let (pad_y, pad_x) = (g.padding.0, g.padding.1);
+    let half = t.tw + 1;
     let (plane, p, q) = t.split(scratch);
     for (j, s) in samples.enumerate() {
         for ci in 0..g.c {
@@ -526,14 +533,19 @@ fn untransform_input_grad_body<T: Float>(
                 );
             }
             // The patches overlap: add each into the padded plane, then the plane into dx.
+            // Column `jj` of tile `tx` is padded column `2 tx + jj`: element `tx + jj / 2`
+            // of the plane's even or odd half, as `pad_plane` splits it.
             plane.fill(T::zero());
+            let (even, odd) = plane.split_at_mut(t.ph * half);
             for ty in 0..t.th {
                 for i in 0..4 {
-                    let line = &mut plane[(2 * ty + i) * t.pw..][..t.pw];
+                    let at = (2 * ty + i) * half;
                     for jj in 0..4 {
+                        let side = if jj % 2 == 0 { &mut *even } else { &mut *odd };
+                        let line = &mut side[at + jj / 2..][..t.tw];
                         let src = &p[(i * 4 + jj) * per + ty * t.tw..][..t.tw];
-                        for (tx, &v) in src.iter().enumerate() {
-                            line[2 * tx + jj] += v;
+                        for (d, &v) in line.iter_mut().zip(src) {
+                            *d += v;
                         }
                     }
                 }
@@ -541,10 +553,15 @@ fn untransform_input_grad_body<T: Float>(
             let dst = &mut dx[(s * g.c + ci) * g.h * g.w..][..g.h * g.w];
             let rows = g.h.min(t.ph.saturating_sub(pad_y));
             let width = g.w.min(t.pw.saturating_sub(pad_x));
+            let first_even = pad_x % 2;
             for y in 0..rows {
-                let from = &plane[(y + pad_y) * t.pw + pad_x..][..width];
-                for (d, &v) in dst[y * g.w..][..width].iter_mut().zip(from) {
-                    *d += v;
+                let at = (y + pad_y) * half;
+                let line = &mut dst[y * g.w..][..width];
+                for (x, d) in line.iter_mut().enumerate().skip(first_even).step_by(2) {
+                    *d += even[at + (x + pad_x) / 2];
+                }
+                for (x, d) in line.iter_mut().enumerate().skip(1 - first_even).step_by(2) {
+                    *d += odd[at + (x + pad_x) / 2];
                 }
             }
         }
