@@ -297,17 +297,40 @@ fn pad_plane<T: Float>(src: &[T], g: &Geometry, t: &Tiles, plane: &mut [T]) {
     let rows = g.h.min(t.ph.saturating_sub(pad_y));
     let cols = g.w.min(t.pw.saturating_sub(pad_x));
     for y in 0..rows {
-        let line = &src[y * g.w..][..cols];
         let at = (y + pad_y) * half;
-        // Input column x lands in padded column x + pad_x.
-        let first_even = pad_x % 2;
-        for (x, &v) in line.iter().enumerate().skip(first_even).step_by(2) {
-            even[at + (x + pad_x) / 2] = v;
+        let (first, second) =
+            halves_mut(&mut even[at..][..half], &mut odd[at..][..half], pad_x, cols);
+        let line = &src[y * g.w..][..cols];
+        let mut pairs = line.chunks_exact(2);
+        for (pair, (f, s)) in (&mut pairs).zip(first.iter_mut().zip(second.iter_mut())) {
+            *f = pair[0];
+            *s = pair[1];
         }
-        for (x, &v) in line.iter().enumerate().skip(1 - first_even).step_by(2) {
-            odd[at + (x + pad_x) / 2] = v;
+        if let ([v], Some(f)) = (pairs.remainder(), first.last_mut()) {
+            *f = *v;
         }
     }
+}
+
+/// Where a row of `cols` input values lands in the padded row's even and odd halves
+/// (`even`, `odd`): input column `x` is padded column `x + pad_x`, so the input's even
+/// columns fill the first slice returned and its odd columns the second.
+#[inline(always)]
+fn halves_mut<'a, T>(
+    even: &'a mut [T],
+    odd: &'a mut [T],
+    pad_x: usize,
+    cols: usize,
+) -> (&'a mut [T], &'a mut [T]) {
+    let (first, second) = if pad_x % 2 == 0 {
+        (even, odd)
+    } else {
+        (odd, even)
+    };
+    (
+        &mut first[pad_x / 2..][..cols.div_ceil(2)],
+        &mut second[pad_x.div_ceil(2)..][..cols / 2],
+    )
 }
 
 /// The 16 products of a block (`m`, stride `skewed(o, N)`) back to the output's 2x2 tiles,
@@ -540,28 +563,40 @@ fn untransform_input_grad_body<T: Float>(
             for ty in 0..t.th {
                 for i in 0..4 {
                     let at = (2 * ty + i) * half;
-                    for jj in 0..4 {
-                        let side = if jj % 2 == 0 { &mut *even } else { &mut *odd };
-                        let line = &mut side[at + jj / 2..][..t.tw];
-                        let src = &p[(i * 4 + jj) * per + ty * t.tw..][..t.tw];
-                        for (d, &v) in line.iter_mut().zip(src) {
-                            *d += v;
+                    let row = |jj: usize| &p[(i * 4 + jj) * per + ty * t.tw..][..t.tw];
+                    // Columns 0 and 2 of the tiles land on one half, 2 a place further:
+                    // summed before they are added, so no store is read back at once.
+                    for (side, jj) in [(&mut *even, 0), (&mut *odd, 1)] {
+                        let line = &mut side[at..][..half];
+                        let (near, far) = (row(jj), row(jj + 2));
+                        line[0] += near[0];
+                        for (d, (&a, &b)) in line[1..t.tw].iter_mut().zip(near[1..].iter().zip(far))
+                        {
+                            *d += a + b;
                         }
+                        line[t.tw] += far[t.tw - 1];
                     }
                 }
             }
             let dst = &mut dx[(s * g.c + ci) * g.h * g.w..][..g.h * g.w];
             let rows = g.h.min(t.ph.saturating_sub(pad_y));
             let width = g.w.min(t.pw.saturating_sub(pad_x));
-            let first_even = pad_x % 2;
             for y in 0..rows {
                 let at = (y + pad_y) * half;
+                let (first, second) = halves_mut(
+                    &mut even[at..][..half],
+                    &mut odd[at..][..half],
+                    pad_x,
+                    width,
+                );
                 let line = &mut dst[y * g.w..][..width];
-                for (x, d) in line.iter_mut().enumerate().skip(first_even).step_by(2) {
-                    *d += even[at + (x + pad_x) / 2];
+                let mut pairs = line.chunks_exact_mut(2);
+                for (pair, (&f, &s)) in (&mut pairs).zip(first.iter().zip(second.iter())) {
+                    pair[0] += f;
+                    pair[1] += s;
                 }
-                for (x, d) in line.iter_mut().enumerate().skip(1 - first_even).step_by(2) {
-                    *d += odd[at + (x + pad_x) / 2];
+                if let ([d], Some(&f)) = (pairs.into_remainder(), first.last()) {
+                    *d += f;
                 }
             }
         }
