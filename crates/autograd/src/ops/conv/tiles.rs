@@ -178,21 +178,28 @@ fn rows2_mut<T>(buf: &mut [T], stride: usize, len: usize, [r0, r1]: [usize; 2]) 
     [&mut a[..len], &mut b[..len]]
 }
 
-/// The weight `[o, c, 3, 3]` in the transformed space, twice: `u[(xi * c + ci) * o + oi]`
-/// (the forward's left operand, `[o, c]` column-major per element `xi`) and
-/// `ut[(xi * o + oi) * c + ci]` (the input gradient's, `[c, o]` column-major).
-pub(super) fn transform_weight<T: Float>(w: &[T], o: usize, c: usize, u: &mut [T], ut: &mut [T]) {
-    for oi in 0..o {
-        for ci in 0..c {
+/// The weight `[o, c, 3, 3]` in the transformed space, 16 matrices `skewed(o, c)` apart:
+/// for the forward (`input_grad` false) each `[o, c]` column-major, `u[xi * stride + ci * o
+/// + oi]`; for the input's gradient each `[c, o]` column-major, `u[xi * stride + oi * c +
+/// ci]`. Either way the inner loop writes each matrix in order.
+pub(super) fn transform_weight<T: Float>(
+    w: &[T],
+    o: usize,
+    c: usize,
+    input_grad: bool,
+    u: &mut [T],
+) {
+    let stride = skewed(o, c);
+    let (outer, inner) = if input_grad { (o, c) } else { (c, o) };
+    for a in 0..outer {
+        for b in 0..inner {
+            let (oi, ci) = if input_grad { (a, b) } else { (b, a) };
             let k = &w[(oi * c + ci) * 9..][..9];
             // Down the kernel's columns first, then along the rows.
             let [c0, c1, c2] = [0, 1, 2].map(|j| gt([k[j], k[3 + j], k[6 + j]]));
-            for (a, ((&x0, &x1), &x2)) in c0.iter().zip(&c1).zip(&c2).enumerate() {
-                let row = gt([x0, x1, x2]);
-                for (b, &v) in row.iter().enumerate() {
-                    let xi = a * 4 + b;
-                    u[(xi * c + ci) * o + oi] = v;
-                    ut[(xi * o + oi) * c + ci] = v;
+            for (r, ((&x0, &x1), &x2)) in c0.iter().zip(&c1).zip(&c2).enumerate() {
+                for (col, v) in gt([x0, x1, x2]).into_iter().enumerate() {
+                    u[(r * 4 + col) * stride + a * inner + b] = v;
                 }
             }
         }
@@ -200,11 +207,13 @@ pub(super) fn transform_weight<T: Float>(w: &[T], o: usize, c: usize, u: &mut [T
 }
 
 /// The weight's gradient `[o, c, 3, 3]` from its gradient in the transformed space (`du`,
-/// laid out as [`transform_weight`]'s `ut`): the adjoint of that transform.
+/// laid out as [`transform_weight`]'s for the input's gradient): the adjoint of that
+/// transform.
 pub(super) fn untransform_weight_grad<T: Float>(du: &[T], o: usize, c: usize, dw: &mut [T]) {
+    let stride = skewed(o, c);
     for oi in 0..o {
         for ci in 0..c {
-            let e = |xi: usize| du[(xi * o + oi) * c + ci];
+            let e = |xi: usize| du[xi * stride + oi * c + ci];
             let rows: [[T; 3]; 4] = std::array::from_fn(|a| {
                 gt_adjoint([e(a * 4), e(a * 4 + 1), e(a * 4 + 2), e(a * 4 + 3)])
             });
@@ -288,6 +297,7 @@ fn transform_input_body<T: Float>(
 
 /// Copies one input plane into `plane`, offset by the padding, zeros around, split into
 /// the padded plane's even columns (`ph x (tw + 1)`) followed by its odd ones.
+#[inline(always)]
 fn pad_plane<T: Float>(src: &[T], g: &Geometry, t: &Tiles, plane: &mut [T]) {
     let (pad_y, pad_x) = (g.padding.0, g.padding.1);
     let half = t.tw + 1;

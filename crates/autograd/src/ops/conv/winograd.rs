@@ -88,9 +88,9 @@ pub(super) fn forward<T: Float>(
     let bs = block_samples(c, o, &t, g.n);
     let mut out = pool::scratch::<T>(&[g.n, o, g.oh, g.ow]);
     let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
-    let mut u = scratch_vec::<T>(16 * o * c);
-    let mut ut = scratch_vec::<T>(16 * o * c);
-    transform_weight(w, o, c, &mut u, &mut ut);
+    let ws = skewed(o, c);
+    let mut u = scratch_vec::<T>(16 * ws);
+    transform_weight(w, o, c, false, &mut u);
     let mut scratch = scratch_vec::<T>(t.scratch());
     let mut v = scratch_vec::<T>(16 * skewed(c, bs * per));
     let mut m = scratch_vec::<T>(16 * skewed(o, bs * per));
@@ -100,7 +100,7 @@ pub(super) fn forward<T: Float>(
         transform_input(x, g, &t, samples.clone(), &mut scratch, &mut v);
         for xi in 0..16 {
             // u holds each [o, c] matrix column-major: its transpose's view is row-major.
-            let a = ArrayView2::from_shape((c, o), &u[xi * c * o..][..c * o]).expect("sized");
+            let a = ArrayView2::from_shape((c, o), &u[xi * ws..][..c * o]).expect("sized");
             let b = matrix(&v, xi, c, cols);
             gemm(
                 T::one(),
@@ -112,7 +112,7 @@ pub(super) fn forward<T: Float>(
         }
         untransform_output(&m, g, &t, o, samples, bias, &mut scratch, out_s);
     }
-    for s in [u, ut, scratch, v, m] {
+    for s in [u, scratch, v, m] {
         pool::recycle_vec(s);
     }
     out
@@ -133,11 +133,13 @@ pub(super) fn backward<T: Float>(
     let per = t.per_sample();
     let bs = block_samples(c, o, &t, g.n);
     let mut dx = need_x.then(|| pool::full::<T>(&[g.n, c, g.h, g.w], T::zero()));
-    let mut du = scratch_vec::<T>(if need_w { 16 * o * c } else { 0 });
+    let ws = skewed(o, c);
+    let mut du = scratch_vec::<T>(if need_w { 16 * ws } else { 0 });
     du.fill(T::zero());
-    let mut u = scratch_vec::<T>(16 * o * c);
-    let mut ut = scratch_vec::<T>(16 * o * c);
-    transform_weight(w, o, c, &mut u, &mut ut);
+    let mut ut = scratch_vec::<T>(if need_x { 16 * ws } else { 0 });
+    if need_x {
+        transform_weight(w, o, c, true, &mut ut);
+    }
     let mut scratch = scratch_vec::<T>(t.scratch());
     let mut v = scratch_vec::<T>(16 * skewed(c, bs * per));
     let mut dm = scratch_vec::<T>(16 * skewed(o, bs * per));
@@ -150,15 +152,15 @@ pub(super) fn backward<T: Float>(
             transform_input(x, g, &t, samples.clone(), &mut scratch, &mut v);
             for xi in 0..16 {
                 let (a, b) = (matrix(&dm, xi, o, cols), matrix(&v, xi, c, cols));
-                let mut d = ArrayViewMut2::from_shape((o, c), &mut du[xi * o * c..][..o * c])
-                    .expect("sized");
+                let mut d =
+                    ArrayViewMut2::from_shape((o, c), &mut du[xi * ws..][..o * c]).expect("sized");
                 gemm(T::one(), &a, &b.t(), T::one(), &mut d);
             }
         }
         if let Some(dx) = &mut dx {
             // dV = U^T dM, into v's storage (its transformed input is used up).
             for xi in 0..16 {
-                let a = ArrayView2::from_shape((o, c), &ut[xi * o * c..][..o * c]).expect("sized");
+                let a = ArrayView2::from_shape((o, c), &ut[xi * ws..][..o * c]).expect("sized");
                 let b = matrix(&dm, xi, o, cols);
                 gemm(
                     T::one(),
@@ -178,7 +180,7 @@ pub(super) fn backward<T: Float>(
         untransform_weight_grad(&du, o, c, dws);
         dw
     });
-    for s in [du, u, ut, scratch, v, dm] {
+    for s in [du, ut, scratch, v, dm] {
         pool::recycle_vec(s);
     }
     (dx, dw)
