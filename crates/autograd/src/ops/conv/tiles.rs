@@ -179,9 +179,9 @@ fn rows2_mut<T>(buf: &mut [T], stride: usize, len: usize, [r0, r1]: [usize; 2]) 
 }
 
 /// The weight `[o, c, 3, 3]` in the transformed space, 16 matrices `skewed(o, c)` apart:
-/// for the forward (`input_grad` false) each `[o, c]` column-major, `u[xi * stride + ci * o
-/// + oi]`; for the input's gradient each `[c, o]` column-major, `u[xi * stride + oi * c +
-/// ci]`. Either way the inner loop writes each matrix in order.
+/// for the forward (`input_grad` false) each `[o, c]` column-major,
+/// `u[xi * stride + ci * o + oi]`; for the input's gradient each `[c, o]` column-major,
+/// `u[xi * stride + oi * c + ci]`. Either way the inner loop writes each matrix in order.
 pub(super) fn transform_weight<T: Float>(
     w: &[T],
     o: usize,
@@ -332,7 +332,7 @@ fn halves_mut<'a, T>(
     pad_x: usize,
     cols: usize,
 ) -> (&'a mut [T], &'a mut [T]) {
-    let (first, second) = if pad_x % 2 == 0 {
+    let (first, second) = if pad_x.is_multiple_of(2) {
         (even, odd)
     } else {
         (odd, even)
