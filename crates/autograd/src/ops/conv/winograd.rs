@@ -15,7 +15,7 @@
 //!
 //! The values differ from im2col's by rounding only (a few ulp: the transforms' sums are
 //! short, their coefficients 1 and 1/2). One difference is not rounding: an infinite input
-//! gives NaN where the direct sum gives an infinity, since the transforms subtract
+//! gives NaN (mostly) where the direct sum gives an infinity, since the transforms subtract
 //! neighbouring values. Both are non-finite, which training reports the same way.
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2};
@@ -334,5 +334,31 @@ mod tests {
             worst <= 2e-6 * scale,
             "worst error {worst} at scale {scale}"
         );
+    }
+
+    /// An infinite input makes every output whose window holds it non-finite (NaN, mostly:
+    /// the transforms subtract it from itself), as the docs say; the other outputs of its
+    /// tiles stay exact.
+    #[test]
+    fn an_infinite_input_spoils_only_the_outputs_whose_windows_hold_it() {
+        let tape = crate::Tape::<f64>::no_grad();
+        let mut x = ArrayD::from_elem(vec![1, 16, 6, 6], 1.0);
+        x[[0, 3, 2, 2]] = f64::INFINITY;
+        let w = ArrayD::from_elem(vec![16, 16, 3, 3], 0.5);
+        let y = tape.constant(x).conv2d(tape.constant(w), None, 1, 0, 1, 1);
+        let y = y.value();
+        let mut nans = 0;
+        for oy in 0..4 {
+            for ox in 0..4 {
+                let v = y[[0, 5, oy, ox]];
+                if oy <= 2 && ox <= 2 {
+                    assert!(!v.is_finite(), "({oy}, {ox}) sees the infinity: {v}");
+                    nans += usize::from(v.is_nan());
+                } else {
+                    assert_eq!(v, 72.0, "({oy}, {ox}) does not see it");
+                }
+            }
+        }
+        assert!(nans > 0, "the direct sum would give only infinities");
     }
 }
