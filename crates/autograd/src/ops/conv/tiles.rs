@@ -10,15 +10,27 @@
 use super::Geometry;
 use crate::Float;
 
+/// Lanes are transformed in chunks of this many, the last chunk running past the lanes
+/// asked for into slack every buffer has: a loop of a constant count the compiler turns
+/// into whole vector operations. A row of W3's tiles is 6 lanes; without the chunks each was
+/// a scalar loop.
+const CHUNK: usize = 8;
+
+/// `n` lanes rounded up to whole chunks.
+fn chunked(n: usize) -> usize {
+    n.next_multiple_of(CHUNK)
+}
+
 /// The tiling of one sample's output: `th x tw` tiles of 2x2, the last row or column of
 /// tiles half outside when the output's side is odd.
 #[derive(Clone, Copy)]
 pub(super) struct Tiles {
     th: usize,
     tw: usize,
-    /// The padded input plane every tile reads from: `(2 th + 2) x (2 tw + 2)`.
+    /// The padded input plane every tile reads from: `(2 th + 2) x (2 tw + 2)`, split into
+    /// its even and odd columns, `tw + 1` each.
     ph: usize,
-    pw: usize,
+    half: usize,
 }
 
 impl Tiles {
@@ -28,7 +40,7 @@ impl Tiles {
             th,
             tw,
             ph: 2 * th + 2,
-            pw: 2 * tw + 2,
+            half: tw + 1,
         }
     }
 
@@ -37,17 +49,32 @@ impl Tiles {
         self.th * self.tw
     }
 
-    /// The scratch every transform takes: a padded plane and two sets of 16 lane rows.
-    pub(super) fn scratch(&self) -> usize {
-        self.ph * self.pw + 32 * self.per_sample()
+    /// One half of the split padded plane, with a chunk's slack.
+    fn half_plane(&self) -> usize {
+        self.ph * self.half + CHUNK
     }
 
-    /// `scratch` cut into the plane and the two sets of lane rows.
-    fn split<'a, T>(&self, scratch: &'a mut [T]) -> (&'a mut [T], &'a mut [T], &'a mut [T]) {
-        let per = self.per_sample();
-        let (plane, rest) = scratch.split_at_mut(self.ph * self.pw);
-        let (p, q) = rest.split_at_mut(16 * per);
-        (plane, p, &mut q[..16 * per])
+    /// The distance between two lane rows of a block of `cols` tiles: a chunk past them,
+    /// for the chunks of the last tiles (and of a row of tiles, which run into the next).
+    fn row(cols: usize) -> usize {
+        chunked(cols) + CHUNK
+    }
+
+    /// The scratch every transform of a block of `samples` takes: a split padded plane and
+    /// two sets of 16 lane rows.
+    pub(super) fn scratch(&self, samples: usize) -> usize {
+        2 * self.half_plane() + 32 * Self::row(samples * self.per_sample())
+    }
+
+    /// `scratch` cut into the plane and the two sets of lane rows of a block of `cols` tiles.
+    fn split<'a, T>(
+        &self,
+        scratch: &'a mut [T],
+        cols: usize,
+    ) -> (&'a mut [T], &'a mut [T], &'a mut [T]) {
+        let (plane, rest) = scratch.split_at_mut(2 * self.half_plane());
+        let (p, q) = rest.split_at_mut(16 * Self::row(cols));
+        (plane, p, &mut q[..16 * Self::row(cols)])
     }
 }
 
@@ -55,8 +82,9 @@ impl Tiles {
 /// more than their size. Without it the 16 are often a multiple of 4 KiB apart (W3: 36 KiB),
 /// so that the same element of each maps to one set of the L1 cache, which holds 8: the
 /// transforms ran 5x slower.
+/// The gap also takes the chunks run past the last row's lanes.
 pub(super) fn skewed(rows: usize, cols: usize) -> usize {
-    rows * cols + 16
+    rows * cols + 2 * CHUNK
 }
 
 // The 1-D transforms and their adjoints (the 2-D ones apply them along both axes).
@@ -98,52 +126,73 @@ fn at_adjoint<T: Float>([y0, y1]: [T; 2]) -> [T; 4] {
 }
 
 // Lane-wise application of the 1-D transforms: `dst[r][k] = f(src[0][k], src[1][k], ..)[r]`
-// for every lane `k`. Written out per arity: the array helpers (`map`, `from_fn`) are not
-// inlined into the AVX2 copies and cost a call per lane.
+// for every lane `k < n`, in chunks: every row has `chunked(n)` lanes, and the lanes past
+// `n` get values of no meaning. Written out per arity: the array helpers (`map`,
+// `from_fn`) are not inlined into the AVX2 copies and cost a call per lane.
+
+/// `CHUNK` lanes from `c` on, as an array: the chunks compute from local copies, so the
+/// compiler need not prove the rows apart and keeps whole vectors.
+#[inline(always)]
+fn load<T: Float>(row: &[T], c: usize) -> [T; CHUNK] {
+    row[c..][..CHUNK].try_into().expect("a chunk")
+}
 
 #[inline(always)]
-fn lanes_4_4<T: Float>(s: [&[T]; 4], d: [&mut [T]; 4], f: impl Fn([T; 4]) -> [T; 4]) {
+fn lanes_4_4<T: Float>(s: [&[T]; 4], d: [&mut [T]; 4], n: usize, f: impl Fn([T; 4]) -> [T; 4]) {
     let [s0, s1, s2, s3] = s;
     let [d0, d1, d2, d3] = d;
-    let n = d0.len();
-    let (s0, s1, s2, s3) = (&s0[..n], &s1[..n], &s2[..n], &s3[..n]);
-    let (d1, d2, d3) = (&mut d1[..n], &mut d2[..n], &mut d3[..n]);
-    for k in 0..n {
-        let [a, b, c, e] = f([s0[k], s1[k], s2[k], s3[k]]);
-        d0[k] = a;
-        d1[k] = b;
-        d2[k] = c;
-        d3[k] = e;
+    for c in (0..n).step_by(CHUNK) {
+        let (x0, x1, x2, x3) = (load(s0, c), load(s1, c), load(s2, c), load(s3, c));
+        let mut y = [[T::zero(); CHUNK]; 4];
+        for k in 0..CHUNK {
+            let [a, b, cc, e] = f([x0[k], x1[k], x2[k], x3[k]]);
+            y[0][k] = a;
+            y[1][k] = b;
+            y[2][k] = cc;
+            y[3][k] = e;
+        }
+        d0[c..][..CHUNK].copy_from_slice(&y[0]);
+        d1[c..][..CHUNK].copy_from_slice(&y[1]);
+        d2[c..][..CHUNK].copy_from_slice(&y[2]);
+        d3[c..][..CHUNK].copy_from_slice(&y[3]);
     }
 }
 
 #[inline(always)]
-fn lanes_4_2<T: Float>(s: [&[T]; 4], d: [&mut [T]; 2], f: impl Fn([T; 4]) -> [T; 2]) {
+fn lanes_4_2<T: Float>(s: [&[T]; 4], d: [&mut [T]; 2], n: usize, f: impl Fn([T; 4]) -> [T; 2]) {
     let [s0, s1, s2, s3] = s;
     let [d0, d1] = d;
-    let n = d0.len();
-    let (s0, s1, s2, s3) = (&s0[..n], &s1[..n], &s2[..n], &s3[..n]);
-    let d1 = &mut d1[..n];
-    for k in 0..n {
-        let [a, b] = f([s0[k], s1[k], s2[k], s3[k]]);
-        d0[k] = a;
-        d1[k] = b;
+    for c in (0..n).step_by(CHUNK) {
+        let (x0, x1, x2, x3) = (load(s0, c), load(s1, c), load(s2, c), load(s3, c));
+        let mut y = [[T::zero(); CHUNK]; 2];
+        for k in 0..CHUNK {
+            let [a, b] = f([x0[k], x1[k], x2[k], x3[k]]);
+            y[0][k] = a;
+            y[1][k] = b;
+        }
+        d0[c..][..CHUNK].copy_from_slice(&y[0]);
+        d1[c..][..CHUNK].copy_from_slice(&y[1]);
     }
 }
 
 #[inline(always)]
-fn lanes_2_4<T: Float>(s: [&[T]; 2], d: [&mut [T]; 4], f: impl Fn([T; 2]) -> [T; 4]) {
+fn lanes_2_4<T: Float>(s: [&[T]; 2], d: [&mut [T]; 4], n: usize, f: impl Fn([T; 2]) -> [T; 4]) {
     let [s0, s1] = s;
     let [d0, d1, d2, d3] = d;
-    let n = d0.len();
-    let (s0, s1) = (&s0[..n], &s1[..n]);
-    let (d1, d2, d3) = (&mut d1[..n], &mut d2[..n], &mut d3[..n]);
-    for k in 0..n {
-        let [a, b, c, e] = f([s0[k], s1[k]]);
-        d0[k] = a;
-        d1[k] = b;
-        d2[k] = c;
-        d3[k] = e;
+    for c in (0..n).step_by(CHUNK) {
+        let (x0, x1) = (load(s0, c), load(s1, c));
+        let mut y = [[T::zero(); CHUNK]; 4];
+        for k in 0..CHUNK {
+            let [a, b, cc, e] = f([x0[k], x1[k]]);
+            y[0][k] = a;
+            y[1][k] = b;
+            y[2][k] = cc;
+            y[3][k] = e;
+        }
+        d0[c..][..CHUNK].copy_from_slice(&y[0]);
+        d1[c..][..CHUNK].copy_from_slice(&y[1]);
+        d2[c..][..CHUNK].copy_from_slice(&y[2]);
+        d3[c..][..CHUNK].copy_from_slice(&y[3]);
     }
 }
 
@@ -260,37 +309,41 @@ fn transform_input_body<T: Float>(
     let per = t.per_sample();
     let cols = samples.len() * per;
     let stride = skewed(g.c, cols);
-    let half = t.tw + 1;
-    let (plane, _, q) = t.split(scratch);
-    for (j, s) in samples.enumerate() {
-        for ci in 0..g.c {
+    let row = Tiles::row(cols);
+    let half = t.half;
+    let (plane, _, q) = t.split(scratch, cols);
+    for ci in 0..g.c {
+        for (j, s) in samples.clone().enumerate() {
             pad_plane(&x[(s * g.c + ci) * g.h * g.w..][..g.h * g.w], g, t, plane);
             // Down the patches' columns into q: column `jj` of tile `tx` is the padded
             // plane's column `2 tx + jj`, element `tx + jj / 2` of its even or odd half.
-            let (even, odd) = plane.split_at(t.ph * half);
+            // A row of tiles' chunks run into the next row's lanes, written after them.
+            let (even, odd) = plane.split_at(t.half_plane());
             for ty in 0..t.th {
-                let q = &mut q[ty * t.tw..];
+                let q = &mut q[j * per + ty * t.tw..];
                 for jj in 0..4 {
                     let side = if jj % 2 == 0 { even } else { odd };
-                    let line = |i: usize| &side[(2 * ty + i) * half + jj / 2..][..t.tw];
-                    let pick = [jj, 4 + jj, 8 + jj, 12 + jj];
+                    let line = |i: usize| &side[(2 * ty + i) * half + jj / 2..];
                     lanes_4_4(
                         [line(0), line(1), line(2), line(3)],
-                        rows4_mut(q, per, t.tw, pick),
+                        rows4_mut(q, row, chunked(t.tw), [jj, 4 + jj, 8 + jj, 12 + jj]),
+                        t.tw,
                         bt,
                     );
                 }
             }
-            // Then along their rows into the matrices.
-            let out = &mut v[ci * cols + j * per..];
-            for a in 0..4 {
-                let pick = [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3];
-                lanes_4_4(
-                    rows4(q, per, per, pick),
-                    rows4_mut(out, stride, per, pick),
-                    bt,
-                );
-            }
+        }
+        // Then along their rows into the matrices, the block's samples in one run (its
+        // chunks run into the next channel's lanes, or the gap after the last).
+        let out = &mut v[ci * cols..];
+        for a in 0..4 {
+            let pick = [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3];
+            lanes_4_4(
+                rows4(q, row, chunked(cols), pick),
+                rows4_mut(out, stride, chunked(cols), pick),
+                cols,
+                bt,
+            );
         }
     }
 }
@@ -300,12 +353,12 @@ fn transform_input_body<T: Float>(
 #[inline(always)]
 fn pad_plane<T: Float>(src: &[T], g: &Geometry, t: &Tiles, plane: &mut [T]) {
     let (pad_y, pad_x) = (g.padding.0, g.padding.1);
-    let half = t.tw + 1;
+    let half = t.half;
     plane.fill(T::zero());
-    let (even, odd) = plane.split_at_mut(t.ph * half);
+    let (even, odd) = plane.split_at_mut(t.half_plane());
     // The padded plane is 2 wider than the output, so it holds the whole input.
     let rows = g.h.min(t.ph.saturating_sub(pad_y));
-    let cols = g.w.min(t.pw.saturating_sub(pad_x));
+    let cols = g.w.min((2 * half).saturating_sub(pad_x));
     for y in 0..rows {
         let at = (y + pad_y) * half;
         let (first, second) =
@@ -383,35 +436,39 @@ fn untransform_output_body<T: Float>(
     let per = t.per_sample();
     let cols = samples.len() * per;
     let stride = skewed(o, cols);
-    let (_, p, q) = t.split(scratch);
+    let (row, lanes) = (Tiles::row(cols), chunked(cols));
+    let (_, p, q) = t.split(scratch, cols);
     let plane_len = g.oh * g.ow;
-    for (j, s) in samples.enumerate() {
-        for oi in 0..o {
-            let src = &m[oi * cols + j * per..];
-            // Down the columns of the 4x4 into two rows (q), then along them (p).
-            for bb in 0..4 {
-                let pick = [bb, 4 + bb, 8 + bb, 12 + bb];
-                lanes_4_2(
-                    rows4(src, stride, per, pick),
-                    rows2_mut(q, per, per, [bb, 4 + bb]),
-                    at,
-                );
-            }
-            for i in 0..2 {
-                let pick = [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3];
-                lanes_4_2(
-                    rows4(q, per, per, pick),
-                    rows2_mut(p, per, per, [2 * i, 2 * i + 1]),
-                    at,
-                );
-            }
-            let b = bias.map_or(T::zero(), |b| b[oi]);
+    for oi in 0..o {
+        let src = &m[oi * cols..];
+        // Down the columns of the 4x4 into two rows (q), then along them (p), the block's
+        // samples in one run.
+        for bb in 0..4 {
+            let pick = [bb, 4 + bb, 8 + bb, 12 + bb];
+            lanes_4_2(
+                rows4(src, stride, lanes, pick),
+                rows2_mut(q, row, lanes, [bb, 4 + bb]),
+                cols,
+                at,
+            );
+        }
+        for i in 0..2 {
+            let pick = [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3];
+            lanes_4_2(
+                rows4(q, row, lanes, pick),
+                rows2_mut(p, row, lanes, [2 * i, 2 * i + 1]),
+                cols,
+                at,
+            );
+        }
+        let b = bias.map_or(T::zero(), |b| b[oi]);
+        for (j, s) in samples.clone().enumerate() {
             let plane = &mut out[(s * o + oi) * plane_len..][..plane_len];
             for ty in 0..t.th {
                 for i in 0..2.min(g.oh - 2 * ty) {
                     let line = &mut plane[(2 * ty + i) * g.ow..][..g.ow];
-                    let left = &p[2 * i * per + ty * t.tw..][..t.tw];
-                    let right = &p[(2 * i + 1) * per + ty * t.tw..][..t.tw];
+                    let left = &p[2 * i * row + j * per + ty * t.tw..][..t.tw];
+                    let right = &p[(2 * i + 1) * row + j * per + ty * t.tw..][..t.tw];
                     // Whole tiles, then the left column of a last tile half outside.
                     let mut pairs = line.chunks_exact_mut(2);
                     for (d, (&l, &r)) in (&mut pairs).zip(left.iter().zip(right)) {
@@ -463,21 +520,23 @@ fn transform_output_grad_body<T: Float>(
     let per = t.per_sample();
     let cols = samples.len() * per;
     let stride = skewed(o, cols);
-    let (_, p, q) = t.split(scratch);
+    let (row, lanes) = (Tiles::row(cols), chunked(cols));
+    let (_, p, q) = t.split(scratch, cols);
     let plane_len = g.oh * g.ow;
     if g.oh % 2 == 1 || g.ow % 2 == 1 {
         // The tiles' parts outside the output stay 0.
-        p[..4 * per].fill(T::zero());
+        p[..4 * row].fill(T::zero());
     }
-    for (j, s) in samples.enumerate() {
-        for oi in 0..o {
+    for oi in 0..o {
+        for (j, s) in samples.clone().enumerate() {
             let plane = &gy[(s * o + oi) * plane_len..][..plane_len];
             for ty in 0..t.th {
                 for i in 0..2.min(g.oh - 2 * ty) {
                     let line = &plane[(2 * ty + i) * g.ow..][..g.ow];
-                    let (left, right) = p[2 * i * per..].split_at_mut(per);
-                    let left = &mut left[ty * t.tw..][..t.tw];
-                    let right = &mut right[ty * t.tw..][..t.tw];
+                    let (left, right) = p[2 * i * row..].split_at_mut(row);
+                    let at = j * per + ty * t.tw;
+                    let left = &mut left[at..][..t.tw];
+                    let right = &mut right[at..][..t.tw];
                     let mut pairs = line.chunks_exact(2);
                     for (v, (l, r)) in (&mut pairs).zip(left.iter_mut().zip(right.iter_mut())) {
                         *l = v[0];
@@ -488,24 +547,27 @@ fn transform_output_grad_body<T: Float>(
                     }
                 }
             }
-            // Along the tile's rows into q, then down its columns into the matrices.
-            for i in 0..2 {
-                let pick = [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3];
-                lanes_2_4(
-                    rows2(p, per, per, [2 * i, 2 * i + 1]),
-                    rows4_mut(q, per, per, pick),
-                    at_adjoint,
-                );
-            }
-            let out = &mut dm[oi * cols + j * per..];
-            for bb in 0..4 {
-                let pick = [bb, 4 + bb, 8 + bb, 12 + bb];
-                lanes_2_4(
-                    rows2(q, per, per, [bb, 4 + bb]),
-                    rows4_mut(out, stride, per, pick),
-                    at_adjoint,
-                );
-            }
+        }
+        // Along the tiles' rows into q, then down their columns into the matrices, the
+        // block's samples in one run.
+        for i in 0..2 {
+            let pick = [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3];
+            lanes_2_4(
+                rows2(p, row, lanes, [2 * i, 2 * i + 1]),
+                rows4_mut(q, row, lanes, pick),
+                cols,
+                at_adjoint,
+            );
+        }
+        let out = &mut dm[oi * cols..];
+        for bb in 0..4 {
+            let pick = [bb, 4 + bb, 8 + bb, 12 + bb];
+            lanes_2_4(
+                rows2(q, row, lanes, [bb, 4 + bb]),
+                rows4_mut(out, stride, lanes, pick),
+                cols,
+                at_adjoint,
+            );
         }
     }
 }
@@ -542,26 +604,30 @@ fn untransform_input_grad_body<T: Float>(
     let per = t.per_sample();
     let cols = samples.len() * per;
     let stride = skewed(g.c, cols);
+    let (row, lanes) = (Tiles::row(cols), chunked(cols));
     let (pad_y, pad_x) = (g.padding.0, g.padding.1);
-    let half = t.tw + 1;
-    let (plane, p, q) = t.split(scratch);
-    for (j, s) in samples.enumerate() {
-        for ci in 0..g.c {
-            let src = &dv[ci * cols + j * per..];
-            // Along the rows of the 4x4 into q, then down its columns into p.
-            for a in 0..4 {
-                let pick = [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3];
-                lanes_4_4(
-                    rows4(src, stride, per, pick),
-                    rows4_mut(q, per, per, pick),
-                    bt_adjoint,
-                );
-            }
+    let half = t.half;
+    let (plane, p, q) = t.split(scratch, cols);
+    for ci in 0..g.c {
+        let src = &dv[ci * cols..];
+        // Along the rows of the 4x4 into q, the block's samples in one run.
+        for a in 0..4 {
+            let pick = [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3];
+            lanes_4_4(
+                rows4(src, stride, lanes, pick),
+                rows4_mut(q, row, lanes, pick),
+                cols,
+                bt_adjoint,
+            );
+        }
+        for (j, s) in samples.clone().enumerate() {
+            // Down the columns of a sample's tiles into p.
             for jj in 0..4 {
                 let pick = [jj, 4 + jj, 8 + jj, 12 + jj];
                 lanes_4_4(
-                    rows4(q, per, per, pick),
-                    rows4_mut(p, per, per, pick),
+                    rows4(&q[j * per..], row, chunked(per), pick),
+                    rows4_mut(p, row, chunked(per), pick),
+                    per,
                     bt_adjoint,
                 );
             }
@@ -569,16 +635,16 @@ fn untransform_input_grad_body<T: Float>(
             // Column `jj` of tile `tx` is padded column `2 tx + jj`: element `tx + jj / 2`
             // of the plane's even or odd half, as `pad_plane` splits it.
             plane.fill(T::zero());
-            let (even, odd) = plane.split_at_mut(t.ph * half);
+            let (even, odd) = plane.split_at_mut(t.half_plane());
             for ty in 0..t.th {
                 for i in 0..4 {
                     let at = (2 * ty + i) * half;
-                    let row = |jj: usize| &p[(i * 4 + jj) * per + ty * t.tw..][..t.tw];
+                    let lane_row = |jj: usize| &p[(i * 4 + jj) * row + ty * t.tw..][..t.tw];
                     // Columns 0 and 2 of the tiles land on one half, 2 a place further:
                     // summed before they are added, so no store is read back at once.
                     for (side, jj) in [(&mut *even, 0), (&mut *odd, 1)] {
                         let line = &mut side[at..][..half];
-                        let (near, far) = (row(jj), row(jj + 2));
+                        let (near, far) = (lane_row(jj), lane_row(jj + 2));
                         line[0] += near[0];
                         for (d, (&a, &b)) in line[1..t.tw].iter_mut().zip(near[1..].iter().zip(far))
                         {
@@ -590,7 +656,7 @@ fn untransform_input_grad_body<T: Float>(
             }
             let dst = &mut dx[(s * g.c + ci) * g.h * g.w..][..g.h * g.w];
             let rows = g.h.min(t.ph.saturating_sub(pad_y));
-            let width = g.w.min(t.pw.saturating_sub(pad_x));
+            let width = g.w.min((2 * half).saturating_sub(pad_x));
             for y in 0..rows {
                 let at = (y + pad_y) * half;
                 let (first, second) = halves_mut(

@@ -91,7 +91,7 @@ pub(super) fn forward<T: Float>(
     let ws = skewed(o, c);
     let mut u = scratch_vec::<T>(16 * ws);
     transform_weight(w, o, c, false, &mut u);
-    let mut scratch = scratch_vec::<T>(t.scratch());
+    let mut scratch = scratch_vec::<T>(t.scratch(bs));
     let mut v = scratch_vec::<T>(16 * skewed(c, bs * per));
     let mut m = scratch_vec::<T>(16 * skewed(o, bs * per));
     for s0 in (0..g.n).step_by(bs) {
@@ -140,7 +140,7 @@ pub(super) fn backward<T: Float>(
     if need_x {
         transform_weight(w, o, c, true, &mut ut);
     }
-    let mut scratch = scratch_vec::<T>(t.scratch());
+    let mut scratch = scratch_vec::<T>(t.scratch(bs));
     let mut v = scratch_vec::<T>(16 * skewed(c, bs * per));
     let mut dm = scratch_vec::<T>(16 * skewed(o, bs * per));
     for s0 in (0..g.n).step_by(bs) {
@@ -253,12 +253,13 @@ mod tests {
     #[test]
     fn winograd_equals_the_direct_sums() {
         // [n, c, h, w], o, padding
-        let cases: [(&[usize], usize, (usize, usize)); 5] = [
+        let cases: [(&[usize], usize, (usize, usize)); 6] = [
             (&[2, 16, 7, 6], 17, (1, 0)),
             (&[3, 16, 5, 5], 16, (0, 0)),
             (&[1, 20, 4, 9], 16, (2, 1)),
             (&[14, 16, 13, 13], 64, (0, 0)), // 5 samples a block: 3 blocks
             (&[2, 16, 3, 3], 16, (0, 2)),
+            (&[1, 16, 2, 3], 16, (3, 4)), // whole rows and tiles in the padding
         ];
         for (xs, o, pad) in cases {
             let g = Geometry::new("t", xs, Pair(3, 3), Pair(1, 1), Pair::from(pad), Pair(1, 1));
