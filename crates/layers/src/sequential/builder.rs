@@ -361,6 +361,17 @@ impl<T: Float> SequentialBuilder<T> {
     ) -> Result<Sequential<T>, LayerError> {
         let shapes = self.check()?;
         let expects = self.expects();
+        let pool_first = (0..self.specs.len())
+            .map(|i| {
+                matches!(
+                    (&self.specs[i], self.specs.get(i + 1)),
+                    (
+                        Spec::Activation(Activation::Relu),
+                        Some(Spec::Pool(Pool2d::Max { .. }))
+                    )
+                )
+            })
+            .collect();
         let mut layers: Vec<BoxedLayer<T>> = Vec::new();
         for (i, spec) in self.specs.into_iter().enumerate() {
             let name = if prefix.is_empty() {
@@ -375,6 +386,7 @@ impl<T: Float> SequentialBuilder<T> {
             input: self.input,
             shapes,
             expects,
+            pool_first,
         })
     }
 
