@@ -143,8 +143,9 @@ impl<T: Float> Module<T> for Sequential<T> {
     /// window after it is the ReLU of the largest before it, and the gradient reaches the
     /// same element, or is 0 wherever the window's largest value is not positive (the
     /// ReLU's gradient at 0 is 0). Values and gradients are bit for bit those of the order
-    /// as written (for inputs without NaN, which ReLU maps to 0 and pooling spreads), and
-    /// the ReLU works on a quarter of the values after a 2x2 pooling.
+    /// as written (for inputs without NaN: pooling keeps a NaN as its window's maximum,
+    /// which ReLU maps to 0), and the ReLU works on a quarter of the values after a 2x2
+    /// pooling.
     fn forward<'t>(
         &self,
         params: &ParamStore<T>,
