@@ -27,14 +27,6 @@ fn load<T: Float>(row: &[T], c: usize) -> [T; CHUNK] {
     row[c..][..CHUNK].try_into().expect("a chunk")
 }
 
-/// Writes the chunks `y` into the rows `d` from lane `c` on.
-#[inline(always)]
-fn store<T: Float, const R: usize>(d: [&mut &mut [T]; R], c: usize, y: [[T; CHUNK]; R]) {
-    for (row, y) in d.into_iter().zip(&y) {
-        row[c..][..CHUNK].copy_from_slice(y);
-    }
-}
-
 #[inline(always)]
 pub(super) fn lanes_4_4<T: Float>(
     s: [&[T]; 4],
@@ -54,7 +46,10 @@ pub(super) fn lanes_4_4<T: Float>(
             y[2][k] = cc;
             y[3][k] = e;
         }
-        store([d0, d1, d2, d3], c, y);
+        d0[c..][..CHUNK].copy_from_slice(&y[0]);
+        d1[c..][..CHUNK].copy_from_slice(&y[1]);
+        d2[c..][..CHUNK].copy_from_slice(&y[2]);
+        d3[c..][..CHUNK].copy_from_slice(&y[3]);
     }
 }
 
@@ -75,7 +70,8 @@ pub(super) fn lanes_4_2<T: Float>(
             y[0][k] = a;
             y[1][k] = b;
         }
-        store([d0, d1], c, y);
+        d0[c..][..CHUNK].copy_from_slice(&y[0]);
+        d1[c..][..CHUNK].copy_from_slice(&y[1]);
     }
 }
 
@@ -98,7 +94,10 @@ pub(super) fn lanes_2_4<T: Float>(
             y[2][k] = cc;
             y[3][k] = e;
         }
-        store([d0, d1, d2, d3], c, y);
+        d0[c..][..CHUNK].copy_from_slice(&y[0]);
+        d1[c..][..CHUNK].copy_from_slice(&y[1]);
+        d2[c..][..CHUNK].copy_from_slice(&y[2]);
+        d3[c..][..CHUNK].copy_from_slice(&y[3]);
     }
 }
 
