@@ -1,6 +1,7 @@
 //! The MNIST example over MPI (`--features mpi`, run under `mpirun -n 2`): two ranks of one
 //! worker each give the same weights, bit for bit, as one process with two workers (an MLP
-//! with dropout, and a CNN with BatchNorm), the accuracy of one worker; a failing rank ends
+//! with dropout, and a CNN with BatchNorm), with either reduction, and four ranks those of
+//! four workers; the accuracy of one worker; a failing rank ends
 //! the job; an interrupted job resumes bit-identically (`mpi_resume`); the throughput runner
 //! reports what the allreduce costs. Without `mpirun`
 //! (MPICH: apt-get install mpich libmpich-dev) they skip, saying so.
@@ -29,6 +30,11 @@ fn have_mpirun() -> bool {
 }
 
 fn run(ranks: Option<usize>, args: &[&str], out: &Path) -> Output {
+    run_with(ranks, args, out, &[])
+}
+
+/// `run` with environment variables set for every rank.
+fn run_with(ranks: Option<usize>, args: &[&str], out: &Path, env: &[(&str, &str)]) -> Output {
     let bin = example();
     let out = out.to_str().unwrap();
     let mut cmd = match ranks {
@@ -39,7 +45,9 @@ fn run(ranks: Option<usize>, args: &[&str], out: &Path) -> Output {
         }
         None => Command::new(&bin),
     };
-    cmd.args(args).args(["--quiet", "--output", out]);
+    cmd.args(args)
+        .args(["--quiet", "--output", out])
+        .envs(env.iter().copied());
     let output = cmd.output().unwrap();
     assert!(
         output.status.success(),
@@ -81,18 +89,119 @@ fn two_ranks_give_the_weights_of_two_workers_bit_for_bit() {
         ),
     ] {
         let threads = dir.path().join(format!("{name}-threads.gradus"));
-        let ranks = dir.path().join(format!("{name}-ranks.gradus"));
         let a = run(None, &[args, &["--workers", "2"]].concat(), &threads);
-        let b = run(Some(2), &[args, &["--workers", "1"]].concat(), &ranks);
-        assert_eq!(accuracy(&a), accuracy(&b), "{name}");
-        assert!(
-            std::fs::read(&threads).unwrap() == std::fs::read(&ranks).unwrap(),
-            "{name}: the weights of 2 ranks differ from those of 2 workers"
-        );
-        // Only rank 0 reports.
-        let text = String::from_utf8_lossy(&b.stdout);
-        assert_eq!(text.matches("test accuracy").count(), 1, "{text}");
+        // The default (a shared-memory window) and one MPI_Allreduce over the ranks.
+        for reduction in ["shared", "allreduce"] {
+            let ranks = dir.path().join(format!("{name}-ranks-{reduction}.gradus"));
+            let b = run_with(
+                Some(2),
+                &[args, &["--workers", "1"]].concat(),
+                &ranks,
+                &[("GRADUS_MPI_REDUCE", reduction)],
+            );
+            assert_eq!(accuracy(&a), accuracy(&b), "{name}, {reduction}");
+            assert!(
+                std::fs::read(&threads).unwrap() == std::fs::read(&ranks).unwrap(),
+                "{name}, {reduction}: the weights of 2 ranks differ from those of 2 workers"
+            );
+            // Only rank 0 reports.
+            let text = String::from_utf8_lossy(&b.stdout);
+            assert_eq!(text.matches("test accuracy").count(), 1, "{text}");
+        }
     }
+}
+
+#[test]
+fn four_ranks_give_the_weights_of_four_workers_bit_for_bit() {
+    if !have_mpirun() {
+        return;
+    }
+    // Summed in rank order in shared memory, four ranks add their gradients as four
+    // workers of one process do, (((g0 + g1) + g2) + g3): the same weights, bit for bit.
+    // (MPICH's MPI_Allreduce of four ranks sums (g0 + g1) + (g2 + g3), and its weights
+    // differ in the last bits.)
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--epochs", "1", "--train-limit", "3000", "--dropout", "0.2"];
+    let threads = dir.path().join("threads.gradus");
+    let ranks = dir.path().join("ranks.gradus");
+    run(None, &[&args[..], &["--workers", "4"]].concat(), &threads);
+    run(Some(4), &[&args[..], &["--workers", "1"]].concat(), &ranks);
+    assert!(
+        std::fs::read(&threads).unwrap() == std::fs::read(&ranks).unwrap(),
+        "the weights of 4 ranks differ from those of 4 workers"
+    );
+}
+
+#[test]
+fn ranks_on_two_machines_sum_across_them() {
+    if !have_mpirun() {
+        return;
+    }
+    // MPICH's MPIR_CVAR_NUM_CLIQUES=2 splits the ranks of this machine into two groups that
+    // share no memory, as two machines would (odd and even ranks): each sums its ranks in
+    // its shared window, and the groups' first ranks add the two sums with MPI_Allreduce.
+    let cliques = [("MPIR_CVAR_NUM_CLIQUES", "2")];
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--epochs", "1", "--train-limit", "3000", "--dropout", "0.2"];
+    // One rank per machine: g0 + g1, as two workers.
+    let threads = dir.path().join("threads.gradus");
+    let ranks = dir.path().join("ranks.gradus");
+    let a = run(None, &[&args[..], &["--workers", "2"]].concat(), &threads);
+    let b = run_with(
+        Some(2),
+        &[&args[..], &["--workers", "1"]].concat(),
+        &ranks,
+        &cliques,
+    );
+    assert_eq!(accuracy(&a), accuracy(&b));
+    assert!(
+        std::fs::read(&threads).unwrap() == std::fs::read(&ranks).unwrap(),
+        "the weights of 2 ranks on 2 machines differ from those of 2 workers"
+    );
+    // Two ranks per machine: (g0 + g2) + (g1 + g3), the accuracy of four workers.
+    let a = run(None, &[&args[..], &["--workers", "4"]].concat(), &threads);
+    let b = run_with(
+        Some(4),
+        &[&args[..], &["--workers", "1"]].concat(),
+        &ranks,
+        &cliques,
+    );
+    let (one, four) = (accuracy(&a), accuracy(&b));
+    assert!(
+        (one - four).abs() <= 0.3,
+        "4 workers {one}%, 4 ranks on 2 machines {four}%"
+    );
+}
+
+#[test]
+fn an_unknown_reduction_ends_the_job_naming_the_variable() {
+    if !have_mpirun() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.gradus");
+    let output = Command::new("mpirun")
+        .args(["-n", "2"])
+        .arg(example())
+        .args([
+            "--epochs",
+            "1",
+            "--train-limit",
+            "600",
+            "--quiet",
+            "--output",
+        ])
+        .arg(&out)
+        .env("GRADUS_MPI_REDUCE", "ring")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("GRADUS_MPI_REDUCE is `ring`: expected `shared` or `allreduce`"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no weights are written");
 }
 
 #[test]
@@ -181,6 +290,38 @@ fn ranks_configured_differently_are_refused_naming_the_field() {
         "{stderr}"
     );
     assert!(!out.exists(), "no weights are written");
+    // One rank summing in shared memory and the other with MPI_Allreduce would each wait
+    // in a different call.
+    let output = Command::new("mpirun")
+        .args(rank("1"))
+        .arg(":")
+        .args(["-env", "GRADUS_MPI_REDUCE", "allreduce"])
+        .args(rank("1"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "`reduction (GRADUS_MPI_REDUCE)` differs across the ranks (rank 0, 1, ...: [0, 1])"
+        ),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no weights are written");
+    // Models of different sizes would sum unrelated gradients.
+    let output = Command::new("mpirun")
+        .args(rank("1"))
+        .arg(":")
+        .args(rank("1"))
+        .args(["--hidden", "64"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`parameters` differs across the ranks (rank 0, 1, ...: [235146, 50890])"),
+        "{stderr}"
+    );
 }
 
 #[test]

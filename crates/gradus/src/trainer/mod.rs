@@ -361,6 +361,11 @@ impl<T: Float> Trainer<T> {
                     ("epochs", c.epochs as u64),
                     ("shuffle", u64::from(c.shuffle)),
                     ("drop_last", u64::from(c.drop_last)),
+                    ("reduction (GRADUS_MPI_REDUCE)", mpi.reduction() as u64),
+                    (
+                        "parameters",
+                        params.iter().map(|(_, _, a)| a.len() as u64).sum(),
+                    ),
                 ],
             )
             .map_err(TrainError::Distributed)?;

@@ -5,8 +5,11 @@
 //! every mini-batch: rank `r` of `R`, with `W` workers each, runs the global workers
 //! `r * W .. (r + 1) * W` of `R * W`, exactly the shards and dropout streams that `R * W`
 //! workers in one process would run. Each step sums the ranks' gradients (already weighted by
-//! their share of the batch) with one `MPI_Allreduce` over a flat buffer, and the loss and
-//! metrics with a second, small one; every rank then applies the same update. After every
+//! their share of the batch) over one flat buffer: the ranks of one machine in an MPI
+//! shared-memory window, in rank order ([`Reduction::SharedMemory`], the default), then the
+//! machines' sums with one `MPI_Allreduce` among one rank per machine; or, with
+//! [`Reduction::Allreduce`], with one `MPI_Allreduce` over all ranks. The loss and metrics go
+//! in a second, small allreduce; every rank then applies the same update. After every
 //! epoch a checksum of the parameters is compared across ranks, so a silent divergence
 //! becomes an error. Only rank 0 prints progress and writes checkpoints.
 //!
@@ -31,9 +34,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
-use mpi::topology::SimpleCommunicator;
+use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
 use gradus_autograd::mono::cast;
@@ -42,12 +47,41 @@ use gradus_layers::BufferUpdates;
 
 use crate::trainer::MetricSums;
 
+mod node;
+
+/// How the ranks' gradients are summed each step: [`Mpi::set_reduction`], or the
+/// environment variable `GRADUS_MPI_REDUCE` (`shared` or `allreduce`) read by [`Mpi::init`].
+///
+/// ```no_run
+/// use gradus::distributed::{Mpi, Reduction};
+/// let mpi = Mpi::init().unwrap();
+/// mpi.set_reduction(Reduction::Allreduce); // MPI_Allreduce over every rank
+/// assert_eq!(mpi.reduction(), Reduction::Allreduce);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// The ranks of each machine sum in a shared-memory window (`MPI_Win_allocate_shared`),
+    /// in rank order; the machines' sums then go through one `MPI_Allreduce` among one rank
+    /// per machine. On one machine, R ranks of one worker each give the weights of one
+    /// process with R workers bit for bit.
+    #[default]
+    SharedMemory,
+    /// One `MPI_Allreduce` over every rank (the MPI library's summation order).
+    Allreduce,
+}
+
 /// An initialised MPI environment: this process's rank in `MPI_COMM_WORLD`. Dropping it
 /// finalises MPI, so keep it alive until the last collective call.
 pub struct Mpi {
     world: SimpleCommunicator,
-    /// Ranks on this machine (sharing its memory), this one included.
+    /// The ranks on this machine (sharing its memory), in world rank order.
+    node: SimpleCommunicator,
+    /// The first rank of every machine, on those ranks, when the job spans machines.
+    across: Option<SimpleCommunicator>,
+    /// Ranks on this machine, this one included.
     local: usize,
+    /// Whether gradients are summed with one allreduce over all ranks ([`Reduction`]).
+    allreduce: AtomicBool,
     /// What this process's trainers have spent on reducing gradients.
     stats: std::sync::Mutex<ReduceStats>,
     // Dropped last: finalises MPI.
@@ -94,13 +128,69 @@ impl Mpi {
             }
         }));
         // Collective over the world, so every rank makes it here, before any training.
-        let local = world.split_shared(0).size() as usize;
-        Some(Mpi {
+        let node = world.split_shared(0);
+        let local = node.size() as usize;
+        let first = node.rank() == 0;
+        let color = if first {
+            Color::with_value(0)
+        } else {
+            Color::undefined()
+        };
+        let across = world
+            .split_by_color(color)
+            .filter(|c| c.size() > 1 && first);
+        let reduction = match std::env::var("GRADUS_MPI_REDUCE").as_deref() {
+            Err(_) | Ok("shared") => Reduction::SharedMemory,
+            Ok("allreduce") => Reduction::Allreduce,
+            Ok(other) => {
+                eprintln!(
+                    "error (rank {}): GRADUS_MPI_REDUCE is `{other}`: expected `shared` or \
+                     `allreduce`",
+                    world.rank()
+                );
+                world.abort(2)
+            }
+        };
+        let mpi = Mpi {
             world,
+            node,
+            across,
             local,
+            allreduce: AtomicBool::new(false),
             stats: Default::default(),
             _universe: universe,
-        })
+        };
+        mpi.set_reduction(reduction);
+        Some(mpi)
+    }
+
+    /// How gradients are summed across the ranks from the next step on; every rank must
+    /// choose the same (the trainer checks before training). The default is
+    /// [`Reduction::SharedMemory`], or what `GRADUS_MPI_REDUCE` says.
+    ///
+    /// ```no_run
+    /// use gradus::distributed::{Mpi, Reduction};
+    /// let mpi = Mpi::init().unwrap();
+    /// mpi.set_reduction(Reduction::SharedMemory);
+    /// ```
+    pub fn set_reduction(&self, reduction: Reduction) {
+        self.allreduce
+            .store(reduction == Reduction::Allreduce, Ordering::Relaxed);
+    }
+
+    /// How gradients are summed across the ranks: [`Mpi::set_reduction`].
+    ///
+    /// ```no_run
+    /// use gradus::distributed::{Mpi, Reduction};
+    /// let mpi = Mpi::init().unwrap();
+    /// println!("{:?}", mpi.reduction());
+    /// ```
+    pub fn reduction(&self) -> Reduction {
+        if self.allreduce.load(Ordering::Relaxed) {
+            Reduction::Allreduce
+        } else {
+            Reduction::SharedMemory
+        }
     }
 
     /// This process's rank, from 0.
@@ -190,8 +280,8 @@ impl Mpi {
             .all_reduce_into(&send[..], &mut values[..], SystemOperation::sum());
     }
 
-    /// Sums a flat buffer of `T` across ranks into `recv`.
-    fn sum<T: Float>(&self, send: &[T], recv: &mut [T]) {
+    /// Sums a flat buffer of `T` across the ranks of `comm` into `recv`.
+    fn sum<T: Float>(comm: &SimpleCommunicator, send: &[T], recv: &mut [T]) {
         // SAFETY (both casts): `&[f32]` / `&mut [f32]` are the same slices with T = f32.
         if let (Ok(s), Ok(r)) = unsafe {
             (
@@ -199,7 +289,7 @@ impl Mpi {
                 cast::<T, f32, &mut [T], &mut [f32]>(&mut *recv),
             )
         } {
-            return self.world.all_reduce_into(s, r, SystemOperation::sum());
+            return comm.all_reduce_into(s, r, SystemOperation::sum());
         }
         // SAFETY: as above, with f64.
         if let (Ok(s), Ok(r)) = unsafe {
@@ -208,7 +298,7 @@ impl Mpi {
                 cast::<T, f64, &mut [T], &mut [f64]>(recv),
             )
         } {
-            return self.world.all_reduce_into(s, r, SystemOperation::sum());
+            return comm.all_reduce_into(s, r, SystemOperation::sum());
         }
         panic!("MPI reductions support f32 and f64, not {}", T::NAME);
     }
@@ -228,9 +318,12 @@ pub struct ReduceStats {
     pub steps: u64,
     /// Values in the last step's flat buffer (every gradient and buffer update).
     pub values: usize,
-    /// Seconds in the gradients' `MPI_Allreduce`, waiting for the slowest rank included.
+    /// Seconds summing the gradients across the ranks (the shared-memory sum with its
+    /// barriers and the allreduce between machines, or the one `MPI_Allreduce`), waiting
+    /// for the slowest rank included.
     pub allreduce_secs: f64,
-    /// Seconds copying the gradients into the flat buffer and the sums back out.
+    /// Seconds copying the gradients into the flat buffer (this rank's part of the shared
+    /// window) and the sums back out.
     pub copy_secs: f64,
 }
 
@@ -239,7 +332,13 @@ pub struct ReduceStats {
 pub(crate) struct Reducer<T: Float> {
     send: Vec<T>,
     recv: Vec<T>,
+    /// The machine's shared-memory window, sized for the model's values.
+    node: Option<node::NodeSum<T>>,
 }
+
+// SAFETY: the window's memory belongs to this process as long as the window lives, and
+// only the thread that drives the trainer (MPI's funneled thread) touches it.
+unsafe impl<T: Float> Send for Reducer<T> {}
 
 impl<T: Float> Reducer<T> {
     /// Sums a step's gradients, loss and metrics across ranks and averages its buffer
@@ -255,32 +354,51 @@ impl<T: Float> Reducer<T> {
     ) {
         let start = std::time::Instant::now();
         // One flat buffer: every gradient, then every buffer update.
-        self.send.clear();
-        for g in grads.arrays_mut() {
-            extend(&mut self.send, g);
-        }
-        for u in updates.arrays_mut() {
-            extend(&mut self.send, u);
-        }
-        // Sized once: every step of a model sends the same number of values.
-        if self.recv.len() != self.send.len() {
-            self.recv = vec![T::zero(); self.send.len()];
-        }
-        let packed = std::time::Instant::now();
-        mpi.sum(&self.send, &mut self.recv);
-        let summed = std::time::Instant::now();
+        let len = grads.arrays_mut().map(|a| a.len()).sum::<usize>()
+            + updates.arrays_mut().map(|a| a.len()).sum::<usize>();
+        let (packed, summed, flat) = match mpi.reduction() {
+            Reduction::SharedMemory => {
+                if self.node.as_ref().is_none_or(|n| n.len() != len) {
+                    self.node = None;
+                    self.node = Some(node::NodeSum::new(&mpi.node, len, mpi.local == mpi.size()));
+                }
+                let node = self.node.as_mut().expect("allocated above");
+                let mut at = 0;
+                let mine = node.begin(mpi.node.rank() as usize);
+                for a in grads.arrays_mut().chain(updates.arrays_mut()) {
+                    at = pack(mine, at, a);
+                }
+                let packed = std::time::Instant::now();
+                let sums = node.sum(&mpi.node, mpi.across.as_ref(), &mut self.send);
+                (packed, std::time::Instant::now(), sums)
+            }
+            Reduction::Allreduce => {
+                self.send.clear();
+                self.send.resize(len, T::zero());
+                let mut at = 0;
+                for a in grads.arrays_mut().chain(updates.arrays_mut()) {
+                    at = pack(&mut self.send, at, a);
+                }
+                if self.recv.len() != len {
+                    self.recv = vec![T::zero(); len];
+                }
+                let packed = std::time::Instant::now();
+                Mpi::sum(&mpi.world, &self.send, &mut self.recv);
+                (packed, std::time::Instant::now(), &self.recv[..])
+            }
+        };
         let mut at = 0;
         for g in grads.arrays_mut() {
-            at = unpack(&self.recv, at, g, None);
+            at = unpack(flat, at, g, None);
         }
         let ranks = T::of(mpi.size() as f64);
         for u in updates.arrays_mut() {
-            at = unpack(&self.recv, at, u, Some(ranks));
+            at = unpack(flat, at, u, Some(ranks));
         }
         {
             let mut stats = mpi.stats.lock().unwrap_or_else(|e| e.into_inner());
             stats.steps += 1;
-            stats.values = self.send.len();
+            stats.values = len;
             stats.allreduce_secs += (summed - packed).as_secs_f64();
             stats.copy_secs += (packed - start).as_secs_f64() + summed.elapsed().as_secs_f64();
         }
@@ -302,11 +420,14 @@ impl<T: Float> Reducer<T> {
     }
 }
 
-fn extend<T: Float>(buf: &mut Vec<T>, a: &gradus_autograd::ndarray::ArrayD<T>) {
+/// Copies `a` into `flat[at..]`; returns the next position.
+fn pack<T: Float>(flat: &mut [T], at: usize, a: &gradus_autograd::ndarray::ArrayD<T>) -> usize {
+    let dst = &mut flat[at..at + a.len()];
     match a.as_slice_memory_order() {
-        Some(s) => buf.extend_from_slice(s),
-        None => buf.extend(a.iter().copied()),
+        Some(s) => dst.copy_from_slice(s),
+        None => dst.iter_mut().zip(a.iter()).for_each(|(d, &s)| *d = s),
     }
+    at + a.len()
 }
 
 /// Copies `a.len()` values from `flat[at..]` into `a` (divided by `divide`, if given);
