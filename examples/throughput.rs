@@ -159,8 +159,9 @@ fn main() {
         .map(|e| e.samples_per_sec)
         .collect();
     rates.sort_by(f64::total_cmp);
-    // Under MPI: what the timed epochs spent in the gradients' allreduce (waiting for the
-    // slowest rank included) and in copying to and from its flat buffer, per step.
+    // Under MPI: what the timed epochs spent summing the gradients across the ranks
+    // (waiting for the slowest rank included) and in copying to and from the flat buffer,
+    // per step, and how they were summed (`GRADUS_MPI_REDUCE`).
     #[cfg(feature = "mpi")]
     let reduce = {
         let s = mpi.reduce_stats();
@@ -169,10 +170,14 @@ fn main() {
         });
         if s.steps > reduce_before.steps {
             format!(
-                ", \"allreduce_ms_per_step\": {:.3}, \"copy_ms_per_step\": {:.3}, \"allreduce_values\": {}",
+                ", \"allreduce_ms_per_step\": {:.3}, \"copy_ms_per_step\": {:.3}, \"allreduce_values\": {}, \"reduction\": \"{}\"",
                 ms(s.allreduce_secs - reduce_before.allreduce_secs) / steps,
                 ms(s.copy_secs - reduce_before.copy_secs) / steps,
-                s.values
+                s.values,
+                match mpi.reduction() {
+                    gradus::distributed::Reduction::SharedMemory => "shared",
+                    gradus::distributed::Reduction::Allreduce => "allreduce",
+                }
             )
         } else {
             String::new()
