@@ -4,7 +4,7 @@ use gradus::ndarray::{Array2, ArrayD};
 use gradus::optim::{Adam, GradClip, Schedule, Sgd};
 use gradus::{
     BatchSize, CheckpointConfig, CheckpointWhen, Dataset, EarlyStopping, Loss, Metric, NonFinite,
-    Progress, ScheduleUnit, Sequential, TrainError, Trainer, TrainerConfig,
+    Progress, ScheduleUnit, Sequential, Targets, Task, TrainError, Trainer, TrainerConfig, loss_fn,
 };
 
 /// Three classes in the plane, separable by angle; a fixed pseudo-random cloud.
@@ -164,6 +164,37 @@ fn early_stopping_stops_after_patience_and_restores_the_best_weights() {
         eval.loss,
         h.epochs[0].val_loss.unwrap()
     );
+}
+
+#[test]
+fn a_gradient_that_is_not_finite_under_a_finite_loss_is_caught_with_any_worker_count() {
+    // sqrt(mean(out - out)) is 0, but its gradient is inf * 0 = NaN: only the check of the
+    // gradients can catch it, at the first batch (with several workers, the one made while
+    // their gradients are summed).
+    let data = spiral_ish(200);
+    for workers in [1, 2, 3] {
+        let (model, mut params) = Sequential::<f32>::new()
+            .linear(2, 12_000)
+            .relu()
+            .linear(12_000, 3) // 36,000 weights: the sum splits over the threads
+            .build(0)
+            .unwrap();
+        let config = TrainerConfig {
+            workers,
+            ..quiet(1)
+        };
+        let nan_grad = loss_fn::<f32, _>(Task::Classification, |out, _: &Targets<f32>| {
+            (out - out).mean().sqrt()
+        });
+        let mut trainer = Trainer::new(config, Sgd::new(0.1)).loss(nan_grad);
+        match trainer.fit(&model, &mut params, &data, None).unwrap_err() {
+            TrainError::NonFinite { epoch, batch, what } => {
+                assert_eq!((epoch, batch), (1, 1), "{workers} workers");
+                assert!(what.starts_with("gradient of"), "{workers} workers: {what}");
+            }
+            other => panic!("{workers} workers: expected NonFinite, got {other}"),
+        }
+    }
 }
 
 #[test]

@@ -555,6 +555,7 @@ impl<T: Float> Trainer<T> {
                 mut grads,
                 mut metrics,
                 mut updates,
+                finite,
             } = outcome;
             #[cfg(feature = "mpi")]
             if let Some((mpi, reducer)) = &mut self.mpi
@@ -562,7 +563,10 @@ impl<T: Float> Trainer<T> {
             {
                 reducer.reduce_step(mpi, &mut grads, &mut loss, &mut metrics, &mut updates);
             }
-            if let Some(what) = step::non_finite(loss, &grads, params) {
+            // Summed across ranks, the gradients are new and are checked here.
+            #[cfg(feature = "mpi")]
+            let finite = finite && self.mpi.as_ref().is_none_or(|(mpi, _)| mpi.size() == 1);
+            if let Some(what) = step::non_finite(loss, &grads, finite, params) {
                 match self.config.non_finite {
                     NonFinite::Stop => {
                         return Err(TrainError::NonFinite {

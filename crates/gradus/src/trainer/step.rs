@@ -9,6 +9,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use smallvec::SmallVec;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::objective::{MetricSums, Objective};
 use super::workers::WorkerThreads;
@@ -20,6 +21,9 @@ pub(crate) struct StepOutcome<T: Float> {
     pub grads: Gradients<T>,
     pub metrics: MetricSums,
     pub updates: BufferUpdates<T>,
+    /// Whether every gradient is known to be finite (checked while the workers' gradients
+    /// were summed); `false` leaves the check to [`non_finite`].
+    pub finite: bool,
 }
 
 /// Forward in training mode, the loss, the batch's metrics (computed on the tape, returned
@@ -45,6 +49,7 @@ pub(crate) fn forward_backward<T: Float, M: Module<T> + ?Sized>(
         grads,
         metrics,
         updates,
+        finite: false,
     })
 }
 
@@ -143,12 +148,12 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
     let mut outcome = parts.pop().expect("at least one worker");
     let mut updates = Vec::with_capacity(local);
     updates.push(std::mem::take(&mut outcome.updates));
-    match threads {
+    outcome.finite = match threads {
         Some(threads) => {
-            gradus_optim::with_parallel(threads, || sum_into(&mut outcome.grads, &rest));
+            gradus_optim::with_parallel(threads, || sum_into(&mut outcome.grads, &rest))
         }
         None => sum_into(&mut outcome.grads, &rest),
-    }
+    };
     for part in &mut rest {
         outcome.loss += part.loss;
         outcome.metrics.add(part.metrics);
@@ -173,8 +178,11 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
 
 /// Adds the other workers' gradients into worker 0's, in worker order; when every worker has
 /// the same parameters' gradients (the usual case) each array is split over the threads
-/// lent by `gradus_optim::with_parallel` (the sum of each element is the same).
-fn sum_into<T: Float>(acc: &mut Gradients<T>, rest: &[StepOutcome<T>]) {
+/// lent by `gradus_optim::with_parallel` (the sum of each element is the same), and each
+/// thread checks that its part of the sums is finite while it is in its cache: the return
+/// value says whether that check ran and found every gradient finite (the trainer's own
+/// check, on one thread, then has nothing left to do).
+fn sum_into<T: Float>(acc: &mut Gradients<T>, rest: &[StepOutcome<T>]) -> bool {
     let count = acc.iter().count();
     let aligned = acc.iter().all(|(_, g)| g.is_standard_layout())
         && rest.iter().all(|p| {
@@ -189,8 +197,9 @@ fn sum_into<T: Float>(acc: &mut Gradients<T>, rest: &[StepOutcome<T>]) {
         for part in rest {
             acc.accumulate(&part.grads);
         }
-        return;
+        return false;
     }
+    let infinite = AtomicBool::new(false);
     for (id, a) in acc.iter_mut() {
         let others: SmallVec<[&[T]; 4]> = rest
             .iter()
@@ -201,18 +210,27 @@ fn sum_into<T: Float>(acc: &mut Gradients<T>, rest: &[StepOutcome<T>]) {
             for o in &others {
                 add_to(a, &o[r.clone()]);
             }
+            if !all_finite(a) {
+                infinite.store(true, Ordering::Relaxed);
+            }
         });
     }
+    !infinite.into_inner()
 }
 
-/// What is not finite in a step's loss or gradients, if anything.
+/// What is not finite in a step's loss or gradients, if anything; `grads_finite` says the
+/// gradients were already found finite.
 pub(crate) fn non_finite<T: Float>(
     loss: f64,
     grads: &Gradients<T>,
+    grads_finite: bool,
     params: &ParamStore<T>,
 ) -> Option<String> {
     if !loss.is_finite() {
         return Some(format!("loss ({loss})"));
+    }
+    if grads_finite {
+        return None;
     }
     grads
         .iter()
