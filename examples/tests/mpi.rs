@@ -174,6 +174,29 @@ fn ranks_on_two_machines_sum_across_them() {
 }
 
 #[test]
+fn a_gradient_that_is_not_finite_ends_the_job_at_its_batch() {
+    if !have_mpirun() {
+        return;
+    }
+    // The loss is 0 and finite; the summed gradients are NaN, checked as they are copied out
+    // of the reduction (a missed check would stop a batch later, at a NaN loss).
+    for reduction in ["shared", "allreduce"] {
+        let output = Command::new("mpirun")
+            .args(["-n", "2"])
+            .arg(built("mpi_non_finite"))
+            .env("GRADUS_MPI_REDUCE", reduction)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{reduction}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("epoch 1, batch 1") && stderr.contains("gradient of"),
+            "{reduction}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn an_unknown_reduction_ends_the_job_naming_the_variable() {
     if !have_mpirun() {
         return;

@@ -42,7 +42,7 @@ use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
 use gradus_autograd::mono::cast;
-use gradus_autograd::{Float, Gradients, ParamStore};
+use gradus_autograd::{Float, Gradients, ParamStore, all_finite};
 use gradus_layers::BufferUpdates;
 
 use crate::trainer::MetricSums;
@@ -343,7 +343,8 @@ unsafe impl<T: Float> Send for Reducer<T> {}
 impl<T: Float> Reducer<T> {
     /// Sums a step's gradients, loss and metrics across ranks and averages its buffer
     /// updates (each rank's already averages its own workers'), so every rank ends with the
-    /// whole batch's values.
+    /// whole batch's values; returns whether every summed gradient is finite (checked as
+    /// they are copied out).
     pub(crate) fn reduce_step(
         &mut self,
         mpi: &Mpi,
@@ -351,7 +352,7 @@ impl<T: Float> Reducer<T> {
         loss: &mut f64,
         metrics: &mut MetricSums,
         updates: &mut BufferUpdates<T>,
-    ) {
+    ) -> bool {
         let start = std::time::Instant::now();
         // One flat buffer: every gradient, then every buffer update.
         let len = grads.arrays_mut().map(|a| a.len()).sum::<usize>()
@@ -387,9 +388,9 @@ impl<T: Float> Reducer<T> {
                 (packed, std::time::Instant::now(), &self.recv[..])
             }
         };
-        let mut at = 0;
+        let (mut at, mut finite) = (0, true);
         for g in grads.arrays_mut() {
-            at = unpack(flat, at, g, None);
+            at = unpack_checked(flat, at, g, None, &mut finite);
         }
         let ranks = T::of(mpi.size() as f64);
         for u in updates.arrays_mut() {
@@ -417,6 +418,7 @@ impl<T: Float> Reducer<T> {
         metrics.abs_err = small[3];
         metrics.sq_err = small[4];
         metrics.elements = small[5] as usize;
+        finite
     }
 }
 
@@ -438,16 +440,36 @@ fn unpack<T: Float>(
     a: &mut gradus_autograd::ndarray::ArrayD<T>,
     divide: Option<T>,
 ) -> usize {
+    unpack_checked(flat, at, a, divide, &mut true)
+}
+
+/// [`unpack`], clearing `finite` if a value copied is not finite (checked a block at a time
+/// as it is copied, while the block is in the cache).
+fn unpack_checked<T: Float>(
+    flat: &[T],
+    at: usize,
+    a: &mut gradus_autograd::ndarray::ArrayD<T>,
+    divide: Option<T>,
+    finite: &mut bool,
+) -> usize {
+    const BLOCK: usize = 4096;
     let n = a.len();
     let src = &flat[at..at + n];
     match (a.as_slice_memory_order_mut(), divide) {
-        (Some(d), None) => d.copy_from_slice(src),
+        (Some(d), None) => {
+            for (d, s) in d.chunks_mut(BLOCK).zip(src.chunks(BLOCK)) {
+                d.copy_from_slice(s);
+                *finite &= all_finite(d);
+            }
+            return at + n;
+        }
         (Some(d), Some(k)) => d.iter_mut().zip(src).for_each(|(d, &s)| *d = s / k),
         (None, _) => a
             .iter_mut()
             .zip(src)
             .for_each(|(d, &s)| *d = divide.map_or(s, |k| s / k)),
     }
+    *finite &= all_finite(src);
     at + n
 }
 

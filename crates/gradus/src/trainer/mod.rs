@@ -555,17 +555,16 @@ impl<T: Float> Trainer<T> {
                 mut grads,
                 mut metrics,
                 mut updates,
-                finite,
+                mut finite,
             } = outcome;
+            // Summed across ranks, the gradients are new: checked as they are copied out.
             #[cfg(feature = "mpi")]
             if let Some((mpi, reducer)) = &mut self.mpi
                 && mpi.size() > 1
             {
-                reducer.reduce_step(mpi, &mut grads, &mut loss, &mut metrics, &mut updates);
+                finite =
+                    reducer.reduce_step(mpi, &mut grads, &mut loss, &mut metrics, &mut updates);
             }
-            // Summed across ranks, the gradients are new and are checked here.
-            #[cfg(feature = "mpi")]
-            let finite = finite && self.mpi.as_ref().is_none_or(|(mpi, _)| mpi.size() == 1);
             if let Some(what) = step::non_finite(loss, &grads, finite, params) {
                 match self.config.non_finite {
                     NonFinite::Stop => {
