@@ -3,9 +3,10 @@
 //! and faer's `gemm` crate, both on one thread, each operand in the layout gradus hands over
 //! (`W^T` of a linear layer is a strided view of PyTorch's [out, in] weight; a convolution's
 //! columns are `[c kh kw, positions]`, so its weight gradient reads them transposed).
-//! `gradus_autograd::gemm` is matrixmultiply with such operands first transposed into the
-//! layouts it packs by whole rows (column-major A, row-major B). Medians of 5 runs of 300
-//! products.
+//! `gradus_autograd::gemm` runs a dot-product kernel where both operands run along `k`
+//! (row-major A, column-major B), and otherwise matrixmultiply with such operands first
+//! transposed into the layouts it packs by whole rows (column-major A, row-major B).
+//! Medians of 5 runs of 300 products.
 
 use std::time::Instant;
 

@@ -1,24 +1,34 @@
 //! Every matrix product of the ops, `c = alpha a b + beta c`: ndarray's `general_mat_mul`,
-//! with the operands first laid out the way matrixmultiply packs them fastest.
+//! with the operands first laid out the way matrixmultiply packs them fastest, or, where both
+//! run along `k` in memory, a kernel of dot products of their rows (`nt.rs`).
 //!
 //! matrixmultiply copies `a` into panels of whole columns and `b` into panels of whole rows
 //! before its kernel runs. Where `a` is column-major and `b` row-major it copies a panel's
 //! rows as blocks; any other layout goes element by element, a scalar load and store each.
 //! The ops hand it the other layouts all the time: a linear layer's forward `x W^T` reads
 //! `x` by rows and `W^T` (PyTorch's `[out, in]` weight) by columns, and a convolution's
-//! weight gradient reads its columns transposed. So an operand in the slow layout is first
-//! transposed into pooled scratch, 8x8 tiles at a time in AVX2 registers, and the product
-//! runs on the copy. Measured with `MATMUL_NUM_THREADS=1 cargo run --release --manifest-path
-//! benches/gemm_probe/Cargo.toml` (one thread, this project's 2-core AMD EPYC): W1's forward
-//! at a worker's half batch (32 x 784 x 128) 112 us as handed over, 97 us through here; W3's
-//! linear forward 358 against 320 us; W3's conv 2 weight gradient per block 168 against
-//! 146 us.
+//! weight gradient reads its columns transposed. So:
 //!
-//! The packed panels are the same whichever layout they were copied from, so the kernel
-//! computes the same sums in the same order: the results are bit-identical to the product
-//! on the operands as given (tested). Only `f32` on x86-64 with AVX2 takes this path; `f64`
-//! (gradient checks) and the OpenBLAS build (which transposes inside its own packing) go
-//! straight to `general_mat_mul`.
+//! - where `a` is row-major and `b` column-major (both contiguous along `k`: the linear
+//!   forward, the convolutions' weight gradients), each element of `c` is the dot product
+//!   of two contiguous rows, and `nt.rs` computes them in place, with no copy of either
+//!   operand; measured with `MATMUL_NUM_THREADS=1 cargo run --release --manifest-path
+//!   benches/gemm_probe/Cargo.toml` (one thread, this project's 2-core AMD EPYC), against
+//!   the transposes below in the same probe before: W1's forward at a worker's half batch
+//!   (32 x 784 x 128) 62 against 85 us, W2's first layer (128 x 784 x 512) 1.04 against
+//!   1.18 ms, W3's first convolution's weight gradient (32 x 14196 x 9) 94 against 312 us;
+//! - otherwise an operand in the slow layout is first transposed into pooled scratch, 8x8
+//!   tiles at a time in AVX2 registers, and matrixmultiply runs on the copy (W3's linear
+//!   forward 358 against 320 us before the dot kernel took it over).
+//!
+//! The packed panels are the same whichever layout they were copied from, so the
+//! transposed path computes the same sums in the same order as `general_mat_mul` on the
+//! operands as given: bit-identical (tested). The dot kernel sums in its own order (8 lanes
+//! along `k`, then the lanes), the same for every element wherever it lies, so a row of `c`
+//! does not depend on the rows around it (tested), and it agrees with `general_mat_mul` to
+//! rounding. Only `f32` on x86-64 with AVX2 (and FMA, for the dot kernel) takes these paths;
+//! `f64` (gradient checks) and the OpenBLAS build (which transposes inside its own packing)
+//! go straight to `general_mat_mul`.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -84,6 +94,9 @@ fn worth_transposing(rows: usize, cols: usize, strides: &[isize], by_columns: bo
 }
 
 #[cfg(all(target_arch = "x86_64", not(feature = "openblas")))]
+mod nt;
+
+#[cfg(all(target_arch = "x86_64", not(feature = "openblas")))]
 mod x86 {
     use std::arch::x86_64::*;
 
@@ -102,6 +115,38 @@ mod x86 {
         c: &mut ArrayViewMut2<'_, f32>,
     ) {
         let ((m, k), n) = (a.dim(), b.ncols());
+        // Rows (of `a`) and columns (of `b`) contiguous along `k`; ndarray gives an axis of
+        // length 1 any stride (slicing makes it 0), which then is never used.
+        let (sa, sb) = (a.strides(), b.strides());
+        let lda = if m == 1 { k as isize } else { sa[0] };
+        let ldb = if n == 1 { k as isize } else { sb[1] };
+        if m > 0
+            && n > 0
+            && k > 0
+            && (sa[1] == 1 || k == 1)
+            && lda >= k as isize
+            && (sb[0] == 1 || k == 1)
+            && ldb >= k as isize
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            let o = super::nt::Operands {
+                m,
+                n,
+                k,
+                a: a.as_ptr(),
+                lda: lda as usize,
+                b: b.as_ptr(),
+                ldb: ldb as usize,
+                c: c.as_mut_ptr(),
+                rsc: c.strides()[0],
+                csc: c.strides()[1],
+            };
+            // SAFETY: AVX2 (checked by `gemm`) and FMA (above); `a` holds `m` rows of `k`
+            // contiguous values `lda >= k` apart, `b` `n` columns of `k` contiguous values
+            // `ldb >= k` apart, and `c` is an exclusively borrowed `m x n` view.
+            unsafe { super::nt::gemm(alpha, &o, beta) };
+            return;
+        }
         let mut a_t = Vec::new();
         let mut b_t = Vec::new();
         let a = if worth_transposing(m, k, a.strides(), true) {
@@ -230,7 +275,8 @@ mod tests {
 
     /// Every layout pairing, sizes on and off the 8x8 tiles, views cut out of larger
     /// arrays (rows further apart than their length), alpha and beta: bit for bit the
-    /// product on the operands as handed over.
+    /// product on the operands as handed over, except where both run along `k` (the dot
+    /// kernel, which sums in its own order: equal to rounding).
     #[test]
     fn products_equal_general_mat_mul_bit_for_bit_in_every_layout() {
         for &(m, k, n) in &[
@@ -260,12 +306,16 @@ mod tests {
                     general_mat_mul(0.75, a, b, 0.5, &mut want.view_mut());
                     let mut got = start.clone();
                     gemm(0.75, a, b, 0.5, &mut got.view_mut());
+                    let dot_kernel = cfg!(target_arch = "x86_64")
+                        && !cfg!(feature = "openblas")
+                        && a.strides()[1] == 1
+                        && b.strides()[0] == 1;
                     let same = want
                         .iter()
                         .zip(&got)
                         .all(|(x, y)| x.to_bits() == y.to_bits());
                     assert!(
-                        same,
+                        same || dot_kernel,
                         "{m} x {k} x {n}, strides {:?} x {:?}",
                         a.strides(),
                         b.strides()
@@ -274,6 +324,40 @@ mod tests {
                     let naive = a.dot(b) * 0.75 + &start * 0.5;
                     let close = naive.iter().zip(&got).all(|(x, y)| (x - y).abs() < 1e-3);
                     assert!(close, "{m} x {k} x {n}");
+                }
+            }
+        }
+    }
+
+    /// The dot kernel's tiles are 4 rows by 3 columns with `k` in steps of 8: every element,
+    /// in a full tile or at an edge, alone or among others, gets the same bits, and
+    /// `beta = 0` writes `c` without reading it (NaN there is overwritten).
+    #[test]
+    fn each_element_of_a_product_along_k_is_the_same_wherever_it_lies() {
+        for &(m, k, n) in &[(9, 37, 7), (4, 8, 3), (5, 3, 2), (6, 17, 4), (2, 1600, 5)] {
+            let a = matrix(m, k + 2, 6);
+            let w = matrix(n, k + 1, 7); // rows of b^T, as a linear layer's [out, in] weight
+            let (a, w) = (a.slice(s![.., ..k]), w.slice(s![.., ..k]));
+            let mut c = Array2::from_elem((m, n), f32::NAN);
+            gemm(1.25, &a, &w.t(), 0.0, &mut c.view_mut());
+            for i in 0..m {
+                for j in 0..n {
+                    let mut one = Array2::from_elem((1, 1), f32::NAN);
+                    let (ai, wj) = (a.slice(s![i..i + 1, ..]), w.slice(s![j..j + 1, ..]));
+                    gemm(1.25, &ai, &wj.t(), 0.0, &mut one.view_mut());
+                    assert_eq!(
+                        one[[0, 0]].to_bits(),
+                        c[[i, j]].to_bits(),
+                        "{m}x{k}x{n} ({i}, {j})"
+                    );
+                    let exact: f64 = (0..k)
+                        .map(|p| f64::from(a[[i, p]]) * f64::from(w[[j, p]]))
+                        .sum();
+                    let err = (f64::from(c[[i, j]]) - 1.25 * exact).abs();
+                    assert!(
+                        err < 1e-5 * (k as f64).sqrt(),
+                        "{m}x{k}x{n} ({i}, {j}): {err}"
+                    );
                 }
             }
         }
