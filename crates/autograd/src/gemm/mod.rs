@@ -103,6 +103,7 @@ mod x86 {
     use ndarray::linalg::general_mat_mul;
     use ndarray::{ArrayView2, ArrayViewMut2};
 
+    use super::nt::{load8, store8};
     use super::worth_transposing;
     use crate::pool;
 
@@ -226,7 +227,11 @@ mod x86 {
     unsafe fn tile(src: *const f32, ld_src: usize, dst: *mut f32, ld_dst: usize) {
         // SAFETY (all): the caller's bounds; AVX2 is enabled in the caller.
         unsafe {
-            let r: [__m256; 8] = std::array::from_fn(|x| _mm256_loadu_ps(src.add(x * ld_src)));
+            // Plain loads and stores, no closure: see `nt::load8` (the dev profile).
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (x, r) in r.iter_mut().enumerate() {
+                *r = load8(src.wrapping_add(x * ld_src));
+            }
             let t0 = _mm256_unpacklo_ps(r[0], r[1]);
             let t1 = _mm256_unpackhi_ps(r[0], r[1]);
             let t2 = _mm256_unpacklo_ps(r[2], r[3]);
@@ -254,7 +259,7 @@ mod x86 {
                 _mm256_permute2f128_ps::<0x31>(u3, u7),
             ];
             for (x, v) in out.into_iter().enumerate() {
-                _mm256_storeu_ps(dst.add(x * ld_dst), v);
+                store8(dst.wrapping_add(x * ld_dst), v);
             }
         }
     }

@@ -277,9 +277,20 @@ struct Unaligned(__m256);
 ///
 /// `p` points to 8 readable floats.
 #[inline(always)]
-unsafe fn load8(p: *const f32) -> __m256 {
+pub(super) unsafe fn load8(p: *const f32) -> __m256 {
     // SAFETY: the caller's bounds; `Unaligned` has alignment 1.
     unsafe { (*p.cast::<Unaligned>()).0 }
+}
+
+/// Stores 8 floats at `p` (any alignment), as [`load8`] loads them.
+///
+/// # Safety
+///
+/// `p` points to 8 writable floats.
+#[inline(always)]
+pub(super) unsafe fn store8(p: *mut f32, v: __m256) {
+    // SAFETY: the caller's bounds; `Unaligned` has alignment 1.
+    unsafe { *p.cast::<Unaligned>() = Unaligned(v) };
 }
 
 /// The sum of the 8 lanes, in a fixed order: halves, then pairs, then the last two.
