@@ -29,6 +29,13 @@ fn have_mpirun() -> bool {
     found
 }
 
+/// Runs `cmd`, requires it to fail, and returns its standard error.
+fn failure(cmd: &mut Command) -> String {
+    let output = cmd.output().unwrap();
+    assert!(!output.status.success(), "{cmd:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 fn run(ranks: Option<usize>, args: &[&str], out: &Path) -> Output {
     run_with(ranks, args, out, &[])
 }
@@ -181,14 +188,12 @@ fn a_gradient_that_is_not_finite_ends_the_job_at_its_batch() {
     // The loss is 0 and finite; the summed gradients are NaN, checked as they are copied out
     // of the reduction (a missed check would stop a batch later, at a NaN loss).
     for reduction in ["shared", "allreduce"] {
-        let output = Command::new("mpirun")
-            .args(["-n", "2"])
-            .arg(built("mpi_non_finite"))
-            .env("GRADUS_MPI_REDUCE", reduction)
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{reduction}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = failure(
+            Command::new("mpirun")
+                .args(["-n", "2"])
+                .arg(built("mpi_non_finite"))
+                .env("GRADUS_MPI_REDUCE", reduction),
+        );
         assert!(
             stderr.contains("epoch 1, batch 1") && stderr.contains("gradient of"),
             "{reduction}: {stderr}"
@@ -203,23 +208,21 @@ fn an_unknown_reduction_ends_the_job_naming_the_variable() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w.gradus");
-    let output = Command::new("mpirun")
-        .args(["-n", "2"])
-        .arg(example())
-        .args([
-            "--epochs",
-            "1",
-            "--train-limit",
-            "600",
-            "--quiet",
-            "--output",
-        ])
-        .arg(&out)
-        .env("GRADUS_MPI_REDUCE", "ring")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure(
+        Command::new("mpirun")
+            .args(["-n", "2"])
+            .arg(example())
+            .args([
+                "--epochs",
+                "1",
+                "--train-limit",
+                "600",
+                "--quiet",
+                "--output",
+            ])
+            .arg(&out)
+            .env("GRADUS_MPI_REDUCE", "ring"),
+    );
     assert!(
         stderr.contains("GRADUS_MPI_REDUCE is `ring`: expected `shared` or `allreduce`"),
         "{stderr}"
@@ -249,22 +252,20 @@ fn an_error_on_a_rank_ends_the_whole_job() {
     // A last batch of one sample cannot feed two ranks: every rank fails, and the job ends
     // (instead of one rank waiting for the others) with the reason and a failure status.
     let start = std::time::Instant::now();
-    let output = Command::new("mpirun")
-        .args(["-n", "2"])
-        .arg(example())
-        .args([
-            "--epochs",
-            "1",
-            "--train-limit",
-            "6017",
-            "--quiet",
-            "--output",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure(
+        Command::new("mpirun")
+            .args(["-n", "2"])
+            .arg(example())
+            .args([
+                "--epochs",
+                "1",
+                "--train-limit",
+                "6017",
+                "--quiet",
+                "--output",
+            ])
+            .arg(&out),
+    );
     assert!(
         stderr.contains("at least one sample per worker of the job"),
         "{stderr}"
@@ -300,14 +301,12 @@ fn ranks_configured_differently_are_refused_naming_the_field() {
         ]
         .map(str::to_string)
     };
-    let output = Command::new("mpirun")
-        .args(rank("1"))
-        .arg(":")
-        .args(rank("2"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure(
+        Command::new("mpirun")
+            .args(rank("1"))
+            .arg(":")
+            .args(rank("2")),
+    );
     assert!(
         stderr.contains("`workers` differs across the ranks (rank 0, 1, ...: [1, 2])"),
         "{stderr}"
@@ -315,15 +314,13 @@ fn ranks_configured_differently_are_refused_naming_the_field() {
     assert!(!out.exists(), "no weights are written");
     // One rank summing in shared memory and the other with MPI_Allreduce would each wait
     // in a different call.
-    let output = Command::new("mpirun")
-        .args(rank("1"))
-        .arg(":")
-        .args(["-env", "GRADUS_MPI_REDUCE", "allreduce"])
-        .args(rank("1"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure(
+        Command::new("mpirun")
+            .args(rank("1"))
+            .arg(":")
+            .args(["-env", "GRADUS_MPI_REDUCE", "allreduce"])
+            .args(rank("1")),
+    );
     assert!(
         stderr.contains(
             "`reduction (GRADUS_MPI_REDUCE)` differs across the ranks (rank 0, 1, ...: [0, 1])"
@@ -332,15 +329,13 @@ fn ranks_configured_differently_are_refused_naming_the_field() {
     );
     assert!(!out.exists(), "no weights are written");
     // Models of different sizes would sum unrelated gradients.
-    let output = Command::new("mpirun")
-        .args(rank("1"))
-        .arg(":")
-        .args(rank("1"))
-        .args(["--hidden", "64"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure(
+        Command::new("mpirun")
+            .args(rank("1"))
+            .arg(":")
+            .args(rank("1"))
+            .args(["--hidden", "64"]),
+    );
     assert!(
         stderr.contains("`parameters` differs across the ranks (rank 0, 1, ...: [235146, 50890])"),
         "{stderr}"
