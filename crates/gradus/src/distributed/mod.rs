@@ -142,14 +142,11 @@ impl Mpi {
         let reduction = match std::env::var("GRADUS_MPI_REDUCE").as_deref() {
             Err(_) | Ok("shared") => Reduction::SharedMemory,
             Ok("allreduce") => Reduction::Allreduce,
-            Ok(other) => {
-                eprintln!(
-                    "error (rank {}): GRADUS_MPI_REDUCE is `{other}`: expected `shared` or \
-                     `allreduce`",
-                    world.rank()
-                );
-                world.abort(2)
-            }
+            Ok(other) => end_job(
+                &world,
+                format!("GRADUS_MPI_REDUCE is `{other}`: expected `shared` or `allreduce`"),
+                2,
+            ),
         };
         let mpi = Mpi {
             world,
@@ -249,13 +246,7 @@ impl Mpi {
     /// mpi.abort("the data are missing on this rank", 2);
     /// ```
     pub fn abort(&self, message: impl std::fmt::Display, code: i32) -> ! {
-        use std::io::Write;
-        eprintln!("error (rank {}): {message}", self.rank());
-        let _ = std::io::stderr().flush();
-        // mpirun forwards each rank's output asynchronously, and MPI_Abort ends every rank at
-        // once: give it a moment to pass this rank's last lines on first.
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        self.world.abort(code)
+        end_job(&self.world, message, code)
     }
 
     /// Waits until every rank has called it (`MPI_Barrier`): after rank 0 has written a
@@ -309,6 +300,20 @@ impl Mpi {
         self.world.all_gather_into(&x, &mut all[..]);
         all
     }
+}
+
+/// Prints `error (rank r): message` and ends every rank of the job with `code`.
+fn end_job(world: &SimpleCommunicator, message: impl std::fmt::Display, code: i32) -> ! {
+    use std::io::Write;
+    // One write of the whole line: `eprintln!` writes its pieces separately, and the lines
+    // of ranks failing at once came out interleaved through mpirun.
+    let line = format!("error (rank {}): {message}\n", world.rank());
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let _ = std::io::stderr().flush();
+    // mpirun forwards each rank's output asynchronously, and MPI_Abort ends every rank at
+    // once: give it a moment to pass this rank's last lines on first.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    world.abort(code)
 }
 
 /// What the gradient reductions of a process cost: [`Mpi::reduce_stats`].
