@@ -63,51 +63,49 @@ pub(super) fn forward<T: Float>(
         per_sample,
     } = Plan::new(g, o, groups);
     let mut out = pool::scratch::<T>(&[g.n, o, g.oh, g.ow]);
-    {
-        let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
-        let mut cols = scratch_vec::<T>(k * bs * p);
-        let mut y = scratch_vec::<T>(if per_sample { 0 } else { og * bs * p });
-        for s0 in (0..g.n).step_by(bs) {
-            let samples = s0..(s0 + bs).min(g.n);
-            let width = samples.len() * p;
-            for gi in 0..groups {
-                let cols = &mut cols[..k * width];
-                im2col(xs, g, gi * cg..(gi + 1) * cg, samples.clone(), cols);
-                let wg = ArrayView2::from_shape((og, k), &ws[gi * og * k..][..og * k])
-                    .expect("sizes checked");
-                let cols = ArrayView2::from_shape((k, width), &*cols).expect("sized above");
-                let rows = Rows {
-                    o,
-                    og0: gi * og,
-                    og,
-                    s0,
-                    samples: samples.len(),
-                    p,
-                };
-                if per_sample {
-                    for j in 0..samples.len() {
-                        let mut yj = rows.sample_mut(out_s, j);
-                        let cj = cols.slice(ndarray::s![.., j * p..(j + 1) * p]);
-                        gemm(T::one(), &wg, &cj, T::zero(), &mut yj);
-                        if let Some(b) = bias_s {
-                            // While the sample's rows are in cache.
-                            let b = &b[gi * og..(gi + 1) * og];
-                            for (mut row, &bv) in yj.rows_mut().into_iter().zip(b) {
-                                row.mapv_inplace(|v| v + bv);
-                            }
+    let out_s = out.as_slice_mut().expect("pooled storage is contiguous");
+    let mut cols = scratch_vec::<T>(k * bs * p);
+    let mut y = scratch_vec::<T>(if per_sample { 0 } else { og * bs * p });
+    for s0 in (0..g.n).step_by(bs) {
+        let samples = s0..(s0 + bs).min(g.n);
+        let width = samples.len() * p;
+        for gi in 0..groups {
+            let cols = &mut cols[..k * width];
+            im2col(xs, g, gi * cg..(gi + 1) * cg, samples.clone(), cols);
+            let wg = ArrayView2::from_shape((og, k), &ws[gi * og * k..][..og * k])
+                .expect("sizes checked");
+            let cols = ArrayView2::from_shape((k, width), &*cols).expect("sized above");
+            let rows = Rows {
+                o,
+                og0: gi * og,
+                og,
+                s0,
+                samples: samples.len(),
+                p,
+            };
+            if per_sample {
+                for j in 0..samples.len() {
+                    let mut yj = rows.sample_mut(out_s, j);
+                    let cj = cols.slice(ndarray::s![.., j * p..(j + 1) * p]);
+                    gemm(T::one(), &wg, &cj, T::zero(), &mut yj);
+                    if let Some(b) = bias_s {
+                        // While the sample's rows are in cache.
+                        let b = &b[gi * og..(gi + 1) * og];
+                        for (mut row, &bv) in yj.rows_mut().into_iter().zip(b) {
+                            row.mapv_inplace(|v| v + bv);
                         }
                     }
-                } else {
-                    let y = &mut y[..og * width];
-                    let mut yv = ArrayViewMut2::from_shape((og, width), &mut *y).expect("sized");
-                    gemm(T::one(), &wg, &cols, T::zero(), &mut yv);
-                    rows.scatter(y, out_s, bias_s);
                 }
+            } else {
+                let y = &mut y[..og * width];
+                let mut yv = ArrayViewMut2::from_shape((og, width), &mut *y).expect("sized");
+                gemm(T::one(), &wg, &cols, T::zero(), &mut yv);
+                rows.scatter(y, out_s, bias_s);
             }
         }
-        pool::recycle_vec(cols);
-        pool::recycle_vec(y);
     }
+    pool::recycle_vec(cols);
+    pool::recycle_vec(y);
     out
 }
 
