@@ -36,16 +36,39 @@ pub(crate) fn forward_backward<T: Float, M: Module<T> + ?Sized>(
     rng: &mut dyn RngCore,
     detect_anomaly: bool,
 ) -> Result<StepOutcome<T>, Anomaly> {
+    forward_backward_weighted(model, params, batch, objective, rng, detect_anomaly, 1.0)
+}
+
+/// [`forward_backward`] for a shard that holds `share` of the batch: the gradients come out
+/// already weighted by `share` (the loss is scaled on the tape, so backward carries the
+/// weight instead of a pass over every gradient afterwards) and so does the returned loss.
+fn forward_backward_weighted<T: Float, M: Module<T> + ?Sized>(
+    model: &M,
+    params: &ParamStore<T>,
+    batch: Batch<T>,
+    objective: &dyn Objective<T>,
+    rng: &mut dyn RngCore,
+    detect_anomaly: bool,
+    share: f64,
+) -> Result<StepOutcome<T>, Anomaly> {
     let Batch { inputs, targets } = batch;
     let task = objective.task();
-    let (loss, grads, (metrics, updates)) = value_and_grad_with_aux(detect_anomaly, |tape| {
+    let (_, grads, (metrics, updates, loss)) = value_and_grad_with_aux(detect_anomaly, |tape| {
         let mut ctx = ForwardCtx::train(rng);
         let out = model.forward(params, tape.constant(inputs), &mut ctx);
         let metrics = MetricSums::of(task, &out.value(), &targets);
-        (objective.loss(out, &targets), (metrics, ctx.take_updates()))
+        let loss = objective.loss(out, &targets);
+        // The shard's own mean loss, before the weight: what the step reports.
+        let value = loss.value().iter().next().map_or(f64::NAN, |v| v.as_f64());
+        let weighted = if share == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(T::of(share))
+        };
+        (weighted, (metrics, ctx.take_updates(), value))
     })?;
     Ok(StepOutcome {
-        loss: loss.as_f64(),
+        loss: loss * share,
         grads,
         metrics,
         updates,
@@ -105,18 +128,15 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
         let g = first + i;
         let rows = &indices[shard(n, total, g)];
         let mut worker_rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ step) ^ g as u64));
-        let mut part = forward_backward(
+        forward_backward_weighted(
             model,
             params,
             data.batch(rows),
             objective,
             &mut worker_rng,
             detect_anomaly,
-        )?;
-        let share = rows.len() as f64 / n as f64;
-        part.grads.scale(T::of(share));
-        part.loss *= share;
-        Ok(part)
+            rows.len() as f64 / n as f64,
+        )
     };
     type Slot<T> = Mutex<Option<Result<StepOutcome<T>, Anomaly>>>;
     let threads = threads.filter(|t| local > 1 && t.len() >= local);
