@@ -5,7 +5,8 @@
 //! conv(32->64, 3x3) -> ReLU -> maxpool 2 -> flatten (1600) -> linear(128) -> ReLU ->
 //! linear(10), Adam lr 1e-3, batch 64. All: f32, the 60,000 MNIST training images
 //! reshuffled every epoch. Prints one JSON line: the median samples/s of epochs 2-4 (epoch
-//! 1 is warm-up) and the test accuracy after 3 epochs. Threads: `MATMUL_NUM_THREADS`.
+//! 1 is warm-up), the test accuracy after 3 epochs, and `step_us`: the µs per step spent in
+//! forward and backward, in summing the workers' (and ranks') gradients, and in the update. Threads: `MATMUL_NUM_THREADS`.
 //!
 //! `cargo run --release --example throughput -- w1` (benches/compare/run.sh runs it);
 //! `WORKERS=2 MATMUL_NUM_THREADS=1 ...` for two data-parallel workers; `-- gemm` prints the
@@ -154,6 +155,19 @@ fn main() {
     let allocations_per_step = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / steps as f64;
     let gemm_allocations_per_step =
         (GEMM_ALLOCATIONS.load(Ordering::Relaxed) - gemm_before) as f64 / steps as f64;
+    // Where a step's time went (`EpochRecord::step_times`), in µs per step over the epochs
+    // whose rates are reported.
+    let timed = &history.epochs[1..];
+    let per_step = |f: fn(&gradus::StepTimes) -> f64| {
+        let steps_timed = mnist.train.len().div_ceil(batch) * timed.len();
+        1e6 * timed.iter().map(|e| f(&e.step_times)).sum::<f64>() / steps_timed.max(1) as f64
+    };
+    let step_us = format!(
+        ", \"step_us\": {{\"forward_backward\": {:.1}, \"reduce\": {:.1}, \"update\": {:.1}}}",
+        per_step(|t| t.forward_backward_secs),
+        per_step(|t| t.reduce_secs),
+        per_step(|t| t.update_secs),
+    );
     let mut rates: Vec<f64> = history.epochs[1..]
         .iter()
         .map(|e| e.samples_per_sec)
@@ -189,7 +203,7 @@ fn main() {
         return;
     }
     println!(
-        "{{\"impl\": \"gradus{}{}{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {}, \"allocations_per_step\": {allocations_per_step:.2}, \"gemm_allocations_per_step\": {gemm_allocations_per_step:.2}{reduce}}}",
+        "{{\"impl\": \"gradus{}{}{}\", \"workload\": \"{workload}\", \"threads\": \"{}\", \"samples_per_sec\": {:.0}, \"test_accuracy\": {}, \"allocations_per_step\": {allocations_per_step:.2}, \"gemm_allocations_per_step\": {gemm_allocations_per_step:.2}{step_us}{reduce}}}",
         if cfg!(feature = "openblas") {
             "+openblas"
         } else {

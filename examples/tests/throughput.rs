@@ -1,5 +1,6 @@
 //! The throughput runner's switches (benches/compare runs it): `WORKERS`, `BATCH` and
-//! `SKIP_ACCURACY` each change what it runs and prints; an unknown workload is refused.
+//! `SKIP_ACCURACY` each change what it runs and prints, with the step's phases timed; an
+//! unknown workload is refused.
 //! One step per epoch (`BATCH=60000`) keeps each run to a few seconds.
 
 use std::path::PathBuf;
@@ -32,6 +33,13 @@ fn workers_batch_and_skip_accuracy_change_the_run() {
     assert!((0.0..=1.0).contains(&accuracy), "{full}");
     let gemm = |line: &str| -> f64 { field(line, "gemm_allocations_per_step").parse().unwrap() };
     assert!(gemm(&full) > 0.0, "{full}");
+    // Where a step's time went, in µs: one worker has no sum to make.
+    let us = |line: &str, phase: &str| -> f64 { field(line, phase).parse().unwrap() };
+    assert!(
+        us(&full, "forward_backward") > 0.0 && us(&full, "update") > 0.0,
+        "{full}"
+    );
+    assert_eq!(us(&full, "reduce"), 0.0, "{full}");
 
     let quick = run(&[("SKIP_ACCURACY", "1"), ("WORKERS", "2")]);
     assert_eq!(field(&quick, "impl"), "gradus-2workers");
@@ -40,6 +48,7 @@ fn workers_batch_and_skip_accuracy_change_the_run() {
     // two workers makes twice one worker's GEMM allocations: counted over the four timed
     // epochs and divided by their four steps, not by one epoch's.
     assert_eq!(gemm(&quick), 2.0 * gemm(&full), "{full}{quick}");
+    assert!(us(&quick, "reduce") > 0.0, "{quick}");
 }
 
 #[test]

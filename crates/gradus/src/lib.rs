@@ -54,8 +54,8 @@ pub use rand_chacha;
 pub use trainer::{
     BatchEnd, Callback, CheckpointConfig, CheckpointWhen, EarlyStopping, EpochRecord, Evaluation,
     History, Loss, LossFn, Metric, NonFinite, Objective, PROFILE_ADVICE, Progress, ScheduleUnit,
-    Task, TrainError, Trainer, TrainerConfig, TrainingState, compiled_opt_level, evaluate,
-    is_unoptimised, loss_fn, predict, predict_classes,
+    StepTimes, Task, TrainError, Trainer, TrainerConfig, TrainingState, compiled_opt_level,
+    evaluate, is_unoptimised, loss_fn, predict, predict_classes,
 };
 
 /// The README's code blocks, compiled (and the runnable ones run) by `cargo test`.

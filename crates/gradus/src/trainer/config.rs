@@ -218,6 +218,43 @@ pub struct EpochRecord {
     pub wall_time_secs: f64,
     /// Batches skipped under [`NonFinite::SkipBatch`].
     pub skipped_batches: usize,
+    /// Where the training time of the epoch went, phase by phase. Not saved with the
+    /// history (in checkpoints): it describes the run that measured it, and leaving it out
+    /// keeps the checkpoints of earlier versions readable.
+    #[serde(skip)]
+    pub step_times: StepTimes,
+}
+
+/// Where an epoch's training steps spent their time, in seconds summed over the steps: the
+/// split PyTorch DDP logs as compute and communication time. What the training time
+/// (`samples / samples_per_sec`) holds beside these three is the step's bookkeeping:
+/// the epoch's shuffle, callbacks and the progress bar.
+///
+/// ```
+/// use gradus::{Dataset, Sequential, Trainer, TrainerConfig, Progress};
+/// use gradus::ndarray::Array2;
+/// use gradus::optim::Sgd;
+///
+/// let x = Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32 / 5.0);
+/// let data = Dataset::classification(x.into_dyn(), (0..64).map(|i| i % 2).collect()).unwrap();
+/// let (model, mut params) = Sequential::<f32>::new().linear(4, 2).build(0).unwrap();
+/// let config = TrainerConfig { epochs: 1, workers: 2, progress: Progress::Quiet, ..Default::default() };
+/// let history = Trainer::new(config, Sgd::new(0.1))
+///     .fit(&model, &mut params, &data, None)
+///     .unwrap();
+/// let t = history.epochs[0].step_times;
+/// assert!(t.forward_backward_secs > 0.0 && t.reduce_secs > 0.0 && t.update_secs > 0.0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepTimes {
+    /// Gathering the batch, and forward and backward on every worker of this process, up
+    /// to the slowest.
+    pub forward_backward_secs: f64,
+    /// Summing the workers' gradients, and under MPI the ranks' (waiting for the slowest
+    /// rank included); 0 for one worker in one process.
+    pub reduce_secs: f64,
+    /// Clipping, the optimizer's update and the layers' buffer updates.
+    pub update_secs: f64,
 }
 
 /// What `fit` returns: a record per epoch.

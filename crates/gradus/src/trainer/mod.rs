@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 pub use callback::{BatchEnd, Callback};
 pub use config::{
     CheckpointConfig, CheckpointWhen, EarlyStopping, EpochRecord, Evaluation, History, Metric,
-    NonFinite, Progress, ScheduleUnit, TrainError, TrainerConfig, TrainingState,
+    NonFinite, Progress, ScheduleUnit, StepTimes, TrainError, TrainerConfig, TrainingState,
 };
 pub use eval::{evaluate, predict, predict_classes};
 pub use objective::{Loss, LossFn, Objective, Task, loss_fn};
@@ -485,6 +485,7 @@ impl<T: Float> Trainer<T> {
         let task = self.objective.task();
         let (mut loss_sum, mut seen, mut skipped) = (0.0, 0usize, 0usize);
         let mut sums = MetricSums::default();
+        let mut times = StepTimes::default();
         let workers = self.config.workers;
         if workers > 1 && self.workers.as_ref().is_none_or(|t| t.len() != workers) {
             let threads = workers::WorkerThreads::new(workers).map_err(|e| TrainError::Config {
@@ -497,6 +498,7 @@ impl<T: Float> Trainer<T> {
         let (rank, ranks) = self.rank();
         for (b, indices) in batches.enumerate() {
             let threads = self.workers.as_ref();
+            let step_start = Instant::now();
             let outcome = match (ranks, workers) {
                 (1, 1) => step::forward_backward(
                     model,
@@ -556,14 +558,19 @@ impl<T: Float> Trainer<T> {
                 mut metrics,
                 mut updates,
                 mut finite,
+                reduce_secs,
             } = outcome;
+            times.forward_backward_secs += step_start.elapsed().as_secs_f64() - reduce_secs;
+            times.reduce_secs += reduce_secs;
             // Summed across ranks, the gradients are new: checked as they are copied out.
             #[cfg(feature = "mpi")]
             if let Some((mpi, reducer)) = &mut self.mpi
                 && mpi.size() > 1
             {
+                let reduce_start = Instant::now();
                 finite =
                     reducer.reduce_step(mpi, &mut grads, &mut loss, &mut metrics, &mut updates);
+                times.reduce_secs += reduce_start.elapsed().as_secs_f64();
             }
             if let Some(what) = step::non_finite(loss, &grads, finite, params) {
                 match self.config.non_finite {
@@ -580,6 +587,7 @@ impl<T: Float> Trainer<T> {
                     }
                 }
             }
+            let update_start = Instant::now();
             if let Some(clip) = &self.config.clip {
                 clip.apply(&mut grads)?;
             }
@@ -592,6 +600,7 @@ impl<T: Float> Trainer<T> {
             }
             drop(grads);
             updates.apply(params);
+            times.update_secs += update_start.elapsed().as_secs_f64();
             self.state.step += 1;
             if self.config.schedule_unit == ScheduleUnit::Step {
                 self.apply_schedule()?;
@@ -652,6 +661,7 @@ impl<T: Float> Trainer<T> {
             samples_per_sec: seen as f64 / train_secs.max(1e-9),
             wall_time_secs: start.elapsed().as_secs_f64(),
             skipped_batches: skipped,
+            step_times: times,
         };
         if let Some(bar) = bar {
             bar.finish_with_message(describe(&record, self.config.epochs));

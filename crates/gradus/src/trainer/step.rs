@@ -24,6 +24,8 @@ pub(crate) struct StepOutcome<T: Float> {
     /// Whether every gradient is known to be finite (checked while the workers' gradients
     /// were summed); `false` leaves the check to [`non_finite`].
     pub finite: bool,
+    /// Seconds spent summing the workers' gradients (0 for one worker).
+    pub reduce_secs: f64,
 }
 
 /// Forward in training mode, the loss, the batch's metrics (computed on the tape, returned
@@ -73,6 +75,7 @@ fn forward_backward_weighted<T: Float, M: Module<T> + ?Sized>(
         metrics,
         updates,
         finite: false,
+        reduce_secs: 0.0,
     })
 }
 
@@ -159,6 +162,7 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
         }
         None => (0..local).map(run).collect(),
     };
+    let reduce_start = std::time::Instant::now();
     let mut parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
     // The sum in worker order into worker 0's gradients, which this thread made: `(g0 + g1)
     // + g2 ...`. Each other worker's buffers then go back to the thread that made them,
@@ -192,6 +196,9 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
                 drop(mine.lock().expect("one owner").take());
             }
         });
+    }
+    if local > 1 {
+        outcome.reduce_secs = reduce_start.elapsed().as_secs_f64();
     }
     Ok(outcome)
 }
