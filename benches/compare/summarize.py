@@ -9,6 +9,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 gemm_gflops = [r["gflops"] for r in rows if "gemm" in r]
 rows = [r for r in rows if "gemm" not in r]
 runs, acc, allocs, names = defaultdict(list), defaultdict(list), {}, {}
+phases = defaultdict(list)
 for r in rows:
     impl = r["impl"].split()[0]
     names[impl] = r["impl"]
@@ -17,6 +18,8 @@ for r in rows:
     key = (impl, r["workload"], threads)
     runs[key].append(r["samples_per_sec"])
     acc[key].append(r["test_accuracy"])
+    if "step_us" in r:
+        phases[key].append(r["step_us"])
     if "allocations_per_step" in r:
         allocs[(impl, r["workload"])] = (r["allocations_per_step"], r.get("gemm_allocations_per_step"))
 order = ["gradus", "gradus-2workers", "ndarray-baseline", "gradus+openblas", "ndarray-baseline+openblas", "pytorch"]
@@ -59,6 +62,15 @@ for w, targets in (("w1", "1.7 / 2.0"), ("w2", "1.8 / 1.6"), ("w3", "- / 1.5")):
         one = f"{med[('gradus-2workers', w, '2')] / med[('gradus', w, '1')]:.2f}" if ("gradus", w, "1") in med else "-"
         pt = ratio("gradus-2workers", "pytorch", w, "2")
         print(f"2 workers on {w.upper()}: {med[('gradus-2workers', w, '2')] / 1000:.1f}k, {one}x one worker, {pt}x PyTorch at 2 threads (targets {targets})  ")
+if phases:
+    # The trainer's own timing (EpochRecord::step_times), medians over the passes.
+    print("\n| gradus, µs per step | forward and backward | sum of the gradients | update | step (from samples/s) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    batch = {"w1": 64, "w2": 256, "w3": 64}
+    for key in sorted(phases, key=lambda k: (k[1], impls.index(k[0]), k[2])):
+        i, w, t = key
+        cells = [f"{statistics.median(p[phase] for p in phases[key]):.0f}" for phase in ("forward_backward", "reduce", "update")]
+        print(f"| {names[i]} {w.upper()} {t} thread{'s' if t == '2' else ''} | " + " | ".join(cells) + f" | {1e6 * batch.get(w, 0) / med[key]:.0f} |")
 if gemm_gflops:
     print(f"\nGEMM (sgemm 512^3, 1 thread): {', '.join(f'{g:.1f}' for g in gemm_gflops)} GFLOP/s")
 print(f"\n{len(rows)} runs, medians of {max(len(v) for v in runs.values())} passes")
