@@ -507,6 +507,7 @@ impl<T: Float> Trainer<T> {
                     &*self.objective,
                     &mut self.state.rng,
                     self.config.detect_anomaly,
+                    1.0,
                 ),
                 // One process: workers beyond the batch's size would have nothing to do.
                 (1, _) => {

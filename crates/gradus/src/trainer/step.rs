@@ -29,22 +29,11 @@ pub(crate) struct StepOutcome<T: Float> {
 }
 
 /// Forward in training mode, the loss, the batch's metrics (computed on the tape, returned
-/// as the auxiliary output) and backward.
+/// as the auxiliary output) and backward, for a shard that holds `share` of the batch (1 for
+/// the whole batch): the gradients come out already weighted by `share` (the loss is scaled
+/// on the tape, so backward carries the weight instead of a pass over every gradient
+/// afterwards), and so does the returned loss.
 pub(crate) fn forward_backward<T: Float, M: Module<T> + ?Sized>(
-    model: &M,
-    params: &ParamStore<T>,
-    batch: Batch<T>,
-    objective: &dyn Objective<T>,
-    rng: &mut dyn RngCore,
-    detect_anomaly: bool,
-) -> Result<StepOutcome<T>, Anomaly> {
-    forward_backward_weighted(model, params, batch, objective, rng, detect_anomaly, 1.0)
-}
-
-/// [`forward_backward`] for a shard that holds `share` of the batch: the gradients come out
-/// already weighted by `share` (the loss is scaled on the tape, so backward carries the
-/// weight instead of a pass over every gradient afterwards) and so does the returned loss.
-fn forward_backward_weighted<T: Float, M: Module<T> + ?Sized>(
     model: &M,
     params: &ParamStore<T>,
     batch: Batch<T>,
@@ -131,7 +120,7 @@ pub(crate) fn forward_backward_sharded<T: Float, M: Module<T> + Sync + ?Sized>(
         let g = first + i;
         let rows = &indices[shard(n, total, g)];
         let mut worker_rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ step) ^ g as u64));
-        forward_backward_weighted(
+        forward_backward(
             model,
             params,
             data.batch(rows),
