@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the training path: one step of W1, W2 and W3, each optimizer's update
-//! on a 1M-parameter model, the MNIST IDX load, and saving / loading W2's weights.
+//! on a 1M-parameter model, the MNIST IDX load, gathering a shuffled batch, and saving /
+//! loading W2's weights.
 //!
 //! W3's step uses SGD with momentum like the others (the comparison with PyTorch, in
 //! benches/compare, uses Adam as W3 specifies); the optimizer is a small part of a CNN step.
@@ -127,6 +128,15 @@ fn optimizer_updates(c: &mut Criterion) {
 fn io(c: &mut Criterion) {
     c.bench_function("mnist_idx_load_gz", |bench| {
         bench.iter(|| black_box(Mnist::load(data_dir()).unwrap()))
+    });
+    // A training batch: 64 rows of the shuffled 60,000 (188 MB in f32, far past the caches),
+    // copied into one array, batch after batch through an epoch's order.
+    let mnist = Mnist::load(data_dir()).unwrap();
+    let mut order: Vec<usize> = (0..mnist.train.len()).collect();
+    rand::seq::SliceRandom::shuffle(&mut order[..], &mut ChaCha8Rng::seed_from_u64(1));
+    let mut batches = order.chunks_exact(64).cycle();
+    c.bench_function("batch_of_64_shuffled_rows", |bench| {
+        bench.iter(|| black_box(mnist.train.batch(batches.next().unwrap())))
     });
     let (_, params) = mlp(&[512, 512]);
     let dir = tempfile::tempdir().unwrap();
