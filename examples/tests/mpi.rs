@@ -65,6 +65,22 @@ fn run_with(ranks: Option<usize>, args: &[&str], out: &Path, env: &[(&str, &str)
 }
 
 /// The test accuracy the example reports, in percent.
+/// `mpirun -n 2` of the MNIST example: one quiet epoch of the first `limit` training
+/// images, the weights to `out`.
+fn two_ranks_quietly(limit: &str, out: &Path) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-n", "2"]).arg(example()).args([
+        "--epochs",
+        "1",
+        "--train-limit",
+        limit,
+        "--quiet",
+        "--output",
+    ]);
+    cmd.arg(out);
+    cmd
+}
+
 fn accuracy(output: &Output) -> f64 {
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text
@@ -208,21 +224,7 @@ fn an_unknown_reduction_ends_the_job_naming_the_variable() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w.gradus");
-    let stderr = failure(
-        Command::new("mpirun")
-            .args(["-n", "2"])
-            .arg(example())
-            .args([
-                "--epochs",
-                "1",
-                "--train-limit",
-                "600",
-                "--quiet",
-                "--output",
-            ])
-            .arg(&out)
-            .env("GRADUS_MPI_REDUCE", "ring"),
-    );
+    let stderr = failure(two_ranks_quietly("600", &out).env("GRADUS_MPI_REDUCE", "ring"));
     assert!(
         stderr.contains("GRADUS_MPI_REDUCE is `ring`: expected `shared` or `allreduce`"),
         "{stderr}"
@@ -252,20 +254,7 @@ fn an_error_on_a_rank_ends_the_whole_job() {
     // A last batch of one sample cannot feed two ranks: every rank fails, and the job ends
     // (instead of one rank waiting for the others) with the reason and a failure status.
     let start = std::time::Instant::now();
-    let stderr = failure(
-        Command::new("mpirun")
-            .args(["-n", "2"])
-            .arg(example())
-            .args([
-                "--epochs",
-                "1",
-                "--train-limit",
-                "6017",
-                "--quiet",
-                "--output",
-            ])
-            .arg(&out),
-    );
+    let stderr = failure(&mut two_ranks_quietly("6017", &out));
     assert!(
         stderr.contains("at least one sample per worker of the job"),
         "{stderr}"
